@@ -26,7 +26,10 @@ def _toolkit_root_of(nvcc: str) -> Path | None:
     """Toolkit root of an nvcc (which may be a wrapper script), as its ``-dryrun`` reports it."""
     try:
         dryrun = subprocess.run(
-            [nvcc, "-dryrun", "-E", "-x", "cu", os.devnull], capture_output=True, text=True, timeout=60
+            [nvcc, "-dryrun", "-E", "-x", "cu", os.devnull],
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -75,7 +78,9 @@ def cuda_library_includes() -> list[str]:
     if CUDA_HOME and (Path(CUDA_HOME) / "include" / "cublas_v2.h").exists():
         return []
     site = Path(sysconfig.get_paths()["purelib"])
-    folders = sorted({str(Path(p).parent) for p in glob.glob(str(site / "nvidia/*/include/cublas_v2.h"))})
+    folders = sorted(
+        {str(Path(p).parent) for p in glob.glob(str(site / "nvidia/*/include/cublas_v2.h"))}
+    )
     flags = []
     for folder in folders:
         flags += ["-isystem", folder]
@@ -87,7 +92,9 @@ def extensions():
     cuda_sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cu"))
     cxx_flags = ["-O3", "-ffp-contract=off"]
     if not want_cuda():
-        return [CppExtension("detr_efficient._C", cpp_sources, extra_compile_args={"cxx": cxx_flags})]
+        return [
+            CppExtension("detr_efficient._C", cpp_sources, extra_compile_args={"cxx": cxx_flags})
+        ]
 
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST

@@ -20,6 +20,7 @@ import logging
 import sys
 import time
 import types
+import warnings
 from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,9 @@ def applied_fixes() -> list[str]:
 
 def add_numpy_aliases(np_module) -> bool:
     """Restore ``np.int``/``np.float``/``np.bool``/``np.str``/``np.object`` where removed."""
-    missing = [name for name in NUMPY_ALIASES if not hasattr(np_module, name)]
+    with warnings.catch_warnings():  # numpy 2 warns that these names may return one day
+        warnings.simplefilter("ignore", FutureWarning)
+        missing = [name for name in NUMPY_ALIASES if not hasattr(np_module, name)]
     for name in missing:
         setattr(np_module, name, NUMPY_ALIASES[name])
     return bool(missing)
@@ -80,7 +83,9 @@ class _ExtensionStandIn(types.ModuleType):
 
     def __init__(self) -> None:
         super().__init__("detectron2._C", STAND_IN_ORIGIN)
-        self.__spec__ = importlib.machinery.ModuleSpec("detectron2._C", None, origin=STAND_IN_ORIGIN)
+        self.__spec__ = importlib.machinery.ModuleSpec(
+            "detectron2._C", None, origin=STAND_IN_ORIGIN
+        )
         self.get_compiler_version = lambda: "not built"
         self.get_cuda_version = lambda: "not built"
         self.has_cuda = lambda: False

@@ -40,7 +40,9 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     threshold = check_finite_float(op, "iou_threshold", iou_threshold)
     _extension.require_kernels_for(device, op)
     if device.type == "cuda" and boxes.shape[0] > MAX_CUDA_BOXES:
-        raise ValueError(f"nms: at most {MAX_CUDA_BOXES} boxes per call on CUDA, got {boxes.shape[0]}")
+        raise ValueError(
+            f"nms: at most {MAX_CUDA_BOXES} boxes per call on CUDA, got {boxes.shape[0]}"
+        )
     return torch.ops.detr_efficient.nms(boxes, scores, threshold)
 
 
@@ -49,6 +51,6 @@ _extension.load()
 
 @torch.library.register_fake("detr_efficient::nms")
 def _nms_fake(boxes, scores, iou_threshold):
-    """Shape of the result for tracing (``torch.compile``, export): ``[K]`` with K data-dependent."""
+    """Result shape for tracing (``torch.compile``, export): ``[K]``, K data-dependent."""
     kept = torch.library.get_ctx().new_dynamic_size()
     return boxes.new_empty((kept,), dtype=torch.long)
