@@ -27,5 +27,5 @@ def nms_reference(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: floa
         if suppressed[rank]:
             continue
         keep.append(order[rank])
-        suppressed |= iou[rank] > iou_threshold
+        suppressed |= iou[rank].double() > iou_threshold  # compared in double, as torchvision
     return torch.stack(keep) if keep else order.new_empty(0)

@@ -1,0 +1,28 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both bootstrap .venv first
+# (tools/bootstrap.sh: pinned packages, Detectron2, the kernel extension; idempotent).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+# Where nvcc exists, the CUDA kernels must have been compiled; the tests check that.
+export DETR_EFFICIENT_EXPECT_CUDA_BUILD ?= $(if $(shell command -v nvcc),1,0)
+
+.PHONY: setup test lint demo bench clean
+
+setup:
+	@bash tools/bootstrap.sh
+
+test: setup lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+demo: setup
+	$(PY) tools/demo.py --output output/demo
+
+bench: setup
+	$(PY) tools/benchmark_kernels.py --output results/benchmarks
+
+clean:
+	rm -rf build detr_efficient/_C*.so
