@@ -1,0 +1,48 @@
+"""Box format conversions for (N, 4) tensors (or Detectron2 ``Boxes``)."""
+
+from __future__ import annotations
+
+import torch
+from detectron2.structures import Boxes
+
+__all__ = [
+    "box_cxcywh_normalized_to_xyxy",
+    "box_cxcywh_to_xyxy",
+    "box_xyxy_to_cxcywh",
+    "box_xyxy_to_cxcywh_normalized",
+]
+
+
+def _tensor(boxes: torch.Tensor | Boxes) -> torch.Tensor:
+    return boxes.tensor if isinstance(boxes, Boxes) else boxes
+
+
+def box_xyxy_to_cxcywh(boxes: torch.Tensor | Boxes) -> torch.Tensor:
+    """(..., 4) [x0, y0, x1, y1] → (..., 4) [cx, cy, w, h]."""
+    x0, y0, x1, y1 = _tensor(boxes).unbind(-1)
+    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
+
+
+def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """(..., 4) [cx, cy, w, h] → (..., 4) [x0, y0, x1, y1]."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def _scale(image_size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    h, w = image_size
+    return torch.tensor([w, h, w, h], dtype=like.dtype, device=like.device)
+
+
+def box_xyxy_to_cxcywh_normalized(
+    boxes: torch.Tensor | Boxes, image_size: tuple[int, int]
+) -> torch.Tensor:
+    """Absolute (..., 4) XYXY in an image of ``image_size`` (H, W) → (..., 4) [cx, cy, w, h]
+    as fractions of the image width/height (the targets DETR models train on)."""
+    cxcywh = box_xyxy_to_cxcywh(boxes)
+    return cxcywh / _scale(image_size, cxcywh)
+
+
+def box_cxcywh_normalized_to_xyxy(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of ``box_xyxy_to_cxcywh_normalized``: → absolute (..., 4) XYXY."""
+    return box_cxcywh_to_xyxy(boxes * _scale(image_size, boxes))
