@@ -3,6 +3,8 @@
 import pytest
 import torch
 
+import detr_efficient  # noqa: F401  (first: its compat fixes must precede any Detectron2 import)
+
 
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():

@@ -1,0 +1,1 @@
+"""Training engine: trainer, hooks (EMA, AMP), checkpointing. Used by ``train_net.py``."""

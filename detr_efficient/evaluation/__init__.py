@@ -1,0 +1,1 @@
+"""COCO evaluation helpers around Detectron2's ``COCOEvaluator`` (pycocotools)."""
