@@ -2,9 +2,10 @@
 //
 // 1. Sort by score (stable, descending) and compute, for every box i and every later block
 //    of 64 boxes, a 64-bit word of "IoU(i, j) > threshold" bits.
-// 2. One thread block sweeps the blocks in score order: a single thread resolves the 64
-//    boxes of the current block against the running "removed" words, then all threads OR
-//    the rows of the newly kept boxes into the removed words of later blocks.
+// 2. One thread block sweeps the blocks in score order: the block's 64 diagonal words are
+//    fetched in parallel, a single thread resolves the 64 boxes against the running
+//    "removed" words, then all threads OR the rows of the newly kept boxes into the removed
+//    words of later blocks.
 // The kept set is therefore produced without copying the bitmask to the host.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
@@ -69,6 +70,7 @@ __global__ void greedy_sweep_kernel(
     const unsigned long long* __restrict__ mask, int64_t n, int64_t words_per_row,
     unsigned long long* __restrict__ removed, bool* __restrict__ keep_sorted) {
   __shared__ unsigned long long kept_bits;
+  __shared__ unsigned long long diagonal[kBlockBits];
   for (int64_t word = threadIdx.x; word < words_per_row; word += blockDim.x) {
     removed[word] = 0;
   }
@@ -76,13 +78,17 @@ __global__ void greedy_sweep_kernel(
   for (int64_t block = 0; block < words_per_row; ++block) {
     const int64_t start = block * kBlockBits;
     const int count = static_cast<int>(n - start < kBlockBits ? n - start : kBlockBits);
+    if (threadIdx.x < count) {  // the block's own overlap words, fetched in parallel
+      diagonal[threadIdx.x] = mask[(start + threadIdx.x) * words_per_row + block];
+    }
+    __syncthreads();
     if (threadIdx.x == 0) {
       unsigned long long removed_here = removed[block];
       unsigned long long kept = 0;
       for (int i = 0; i < count; ++i) {
         if (!(removed_here >> i & 1ULL)) {
           kept |= 1ULL << i;
-          removed_here |= mask[(start + i) * words_per_row + block];
+          removed_here |= diagonal[i];
         }
       }
       kept_bits = kept;
