@@ -16,13 +16,11 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def shared_data_root():
-    """The real COCO subsets (``DETR_EFFICIENT_DATA``, default ``<repo>/../shared/data``)."""
-    import os
-    from pathlib import Path
+def shared_data():
+    """The real COCO subsets root (``detr_efficient.data.data_root()``); skips where absent."""
+    from detr_efficient.data.paths import data_root  # imports Detectron2: not for tests/ops
 
-    default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-    root = Path(os.environ.get("DETR_EFFICIENT_DATA", default))
-    if not (root / "coco_tiny").is_dir():
-        pytest.skip(f"shared COCO subsets not found under {root}")
+    root = data_root()
+    if not ((root / "coco_tiny").is_dir() and (root / "coco128").is_dir()):
+        pytest.skip(f"shared COCO subsets not found under {root} (set DETR_EFFICIENT_DATA)")
     return root

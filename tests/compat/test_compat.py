@@ -97,13 +97,13 @@ def test_collect_env_still_works():
     assert "detectron2" in collect_env_info()
 
 
-def test_coco_evaluator_scores_ground_truth_at_ap_100(shared_data_root, tmp_path):
+def test_coco_evaluator_scores_ground_truth_at_ap_100(shared_data, tmp_path):
     from detectron2.data import DatasetCatalog
     from detectron2.data.datasets import register_coco_instances
     from detectron2.evaluation import COCOEvaluator
     from detectron2.structures import Boxes, BoxMode, Instances
 
-    root = shared_data_root / "coco_tiny"
+    root = shared_data / "coco_tiny"
     name = "compat_test_coco_tiny_val"
     if name not in DatasetCatalog.list():
         register_coco_instances(

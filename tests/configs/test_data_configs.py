@@ -48,7 +48,7 @@ def test_shapes_loaders_yield_detr_batches(tiny_shapes, tmp_path):
     assert evaluator._metadata.name == val_name
 
 
-def test_coco_config_points_at_coco_and_subsets_override(shared_data_root):
+def test_coco_config_points_at_coco_and_subsets_override(shared_data):
     cfg = LazyConfig.load(str(CONFIGS / "coco.py"))
     assert cfg.dataloader.train.dataset.names == "coco_2017_train"
     assert cfg.dataloader.train.mapper.is_train is True

@@ -7,16 +7,7 @@ from pathlib import Path
 import pytest
 
 import detr_efficient  # noqa: F401  (applies the Detectron2 compat fixes first)
-from detr_efficient.data import data_root, generate_shapes
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """The real COCO subsets root; skips the test where it is absent."""
-    root = data_root()
-    if not ((root / "coco_tiny").is_dir() and (root / "coco128").is_dir()):
-        pytest.skip(f"shared COCO subsets not found under {root} (set DETR_EFFICIENT_DATA)")
-    return root
+from detr_efficient.data import generate_shapes
 
 
 @pytest.fixture(scope="session")
