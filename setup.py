@@ -99,7 +99,7 @@ def extensions():
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
     library_includes = cuda_library_includes()
-    nvcc_flags = ["-O3", "--expt-relaxed-constexpr", "-lineinfo"] + library_includes
+    nvcc_flags = ["-O3", "-lineinfo"] + library_includes
     return [
         CUDAExtension(
             "detr_efficient._C",
