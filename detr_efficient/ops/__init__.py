@@ -1,7 +1,19 @@
 """Python face of the kernels (torch only): argument checks, dispatch to
-``torch.ops.detr_efficient``, and plain PyTorch references in :mod:`.reference`."""
+``torch.ops.detr_efficient``, autograd and fake (tracing) registrations, and plain PyTorch
+references in :mod:`.reference`."""
 
 from ._extension import compiled_cuda_version
-from .nms import nms
+from .nms import batched_nms, batched_nms_indices, nms
+from .tokens import gather_tokens, gather_tokens_many, scatter_tokens
+from .topk import select_topk
 
-__all__ = ["compiled_cuda_version", "nms"]
+__all__ = [
+    "batched_nms",
+    "batched_nms_indices",
+    "compiled_cuda_version",
+    "gather_tokens",
+    "gather_tokens_many",
+    "nms",
+    "scatter_tokens",
+    "select_topk",
+]

@@ -7,7 +7,7 @@ import torch
 
 from detr_efficient.ops import _extension, compiled_cuda_version
 
-OPS = ["nms"]
+OPS = ["nms", "batched_nms", "select_topk", "gather_tokens", "scatter_tokens"]
 
 
 @pytest.mark.parametrize("op", OPS)

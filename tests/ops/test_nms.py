@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from detr_efficient.ops import nms
-from detr_efficient.ops.reference import nms_reference
+from detr_efficient.ops import batched_nms, batched_nms_indices, nms
+from detr_efficient.ops.reference import batched_nms_reference, nms_reference
 
 try:
     from torchvision.ops import nms as expected_nms
@@ -161,3 +161,79 @@ def test_reference_matches_torchvision(threshold):
     assert torch.equal(
         nms_reference(boxes, scores, threshold), expected_nms(boxes, scores, threshold)
     )
+
+
+def random_batch(batch, n, seed, pad=True, levels=None):
+    boxes = torch.stack([random_boxes(n, seed=seed + b) for b in range(batch)])
+    scores = torch.stack([random_scores(n, seed=seed + b, levels=levels) for b in range(batch)])
+    valid = torch.ones(batch, n, dtype=torch.bool)
+    if pad:
+        generator = torch.Generator().manual_seed(seed)
+        valid = torch.rand(batch, n, generator=generator) > 0.3
+        valid[0] = True  # one unpadded image
+        if batch > 2:
+            valid[2] = False  # one empty image
+    return boxes, scores, valid
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("batch", "n"), [(1, 1), (2, 64), (3, 65), (4, 700), (2, 3000)])
+@pytest.mark.parametrize("max_keep", [None, 0, 1, 50])
+def test_batched_matches_per_image_nms(device, batch, n, max_keep):
+    boxes, scores, valid = random_batch(batch, n, seed=n, levels=20)
+    expected = batched_nms_reference(boxes, scores, 0.5, valid, max_keep)
+    keep = batched_nms(boxes.to(device), scores.to(device), 0.5, valid.to(device), max_keep)
+    assert keep.dtype == torch.bool
+    assert torch.equal(keep.cpu(), expected)
+    for b in range(batch):  # and each image as torchvision keeps it
+        candidates = valid[b].nonzero()[:, 0]
+        kept = candidates[expected_nms(boxes[b, candidates], scores[b, candidates], 0.5)]
+        assert torch.equal(keep[b].nonzero()[:, 0].cpu(), kept[:max_keep].sort().values)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_batched_dtypes(device, dtype):
+    boxes, scores, valid = random_batch(3, 300, seed=9)
+    boxes, scores = boxes.to(dtype), scores.to(dtype)
+    compute = torch.float64 if dtype == torch.float64 else torch.float32
+    expected = batched_nms_reference(boxes.to(compute), scores.to(compute), 0.6, valid)
+    keep = batched_nms(boxes.to(device), scores.to(device), 0.6, valid.to(device))
+    assert torch.equal(keep.cpu(), expected)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_batched_indices_sorted_by_score_and_padded(device):
+    boxes, scores, valid = random_batch(3, 200, seed=2)
+    keep = batched_nms_reference(boxes, scores, 0.5, valid)
+    indices = batched_nms_indices(boxes.to(device), scores.to(device), 0.5, valid.to(device)).cpu()
+    assert indices.shape == (3, int(keep.sum(1).max()))
+    for b in range(3):
+        kept = keep[b].nonzero()[:, 0]
+        expected = kept[torch.sort(scores[b, kept], descending=True, stable=True).indices]
+        assert torch.equal(indices[b, : len(kept)], expected)
+        assert (indices[b, len(kept) :] == -1).all()
+    limited = batched_nms_indices(boxes.to(device), scores.to(device), 0.5, valid.to(device), 4)
+    assert torch.equal(limited.cpu(), indices[:, :4])
+
+
+def test_batched_empty_inputs():
+    assert batched_nms(torch.zeros(0, 5, 4), torch.zeros(0, 5), 0.5).shape == (0, 5)
+    assert batched_nms(torch.zeros(2, 0, 4), torch.zeros(2, 0), 0.5).shape == (2, 0)
+    assert batched_nms_indices(torch.zeros(2, 0, 4), torch.zeros(2, 0), 0.5).shape == (2, 0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"boxes": torch.ones(2, 5, 3)}, ValueError, "'boxes' must have shape"),
+        ({"scores": torch.ones(2, 4)}, ValueError, r"'scores' must be \[B, N\] = \[2, 5\]"),
+        ({"valid": torch.ones(2, 5)}, TypeError, "'valid' must have dtype"),
+        ({"max_keep": -1}, ValueError, "'max_keep' must be None or an int >= 0"),
+        ({"iou_threshold": float("inf")}, ValueError, "finite"),
+    ],
+)
+def test_batched_bad_arguments(kwargs, error, match):
+    arguments = {"boxes": torch.ones(2, 5, 4), "scores": torch.ones(2, 5), "iou_threshold": 0.5}
+    with pytest.raises(error, match=match):
+        batched_nms(**{**arguments, **kwargs})

@@ -1,0 +1,28 @@
+// Per-image ordering by descending score with invalid entries last, shared by the batched
+// NMS and top-k kernels. Equal scores keep their index order (stable sorts), and NaN ranks
+// first, exactly as torch.sort(descending=True, stable=True) orders them.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace detr_efficient {
+
+struct ScoreOrder {
+  at::Tensor order;  // [B, N] int64: entry j of row b is the index of the j-th best entry
+  at::Tensor count;  // [B] int64: number of valid entries (they come first in `order`)
+};
+
+inline ScoreOrder sort_valid_first(const at::Tensor& scores, const std::optional<at::Tensor>& valid) {
+  at::Tensor order = std::get<1>(scores.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
+  if (!valid.has_value()) {
+    return {order, at::full({scores.size(0)}, scores.size(1), order.options())};
+  }
+  // A stable partition: sort the valid flags (in score order) descending, stably.
+  const at::Tensor flags = valid->gather(1, order).to(at::kByte);
+  const at::Tensor partition = std::get<1>(flags.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
+  return {order.gather(1, partition), valid->sum(1, /*keepdim=*/false, at::kLong)};
+}
+
+}  // namespace detr_efficient
