@@ -90,10 +90,17 @@ def cuda_library_includes() -> list[str]:
 def extensions():
     cpp_sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cpp"))
     cuda_sources = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "csrc").rglob("*.cu"))
-    cxx_flags = ["-O3", "-ffp-contract=off"]
+    # -fopenmp: at::parallel_for runs serially in code compiled without OpenMP.
+    cxx_flags = ["-O3", "-ffp-contract=off", "-fopenmp"]
+    link_flags = ["-fopenmp"]
     if not want_cuda():
         return [
-            CppExtension("detr_efficient._C", cpp_sources, extra_compile_args={"cxx": cxx_flags})
+            CppExtension(
+                "detr_efficient._C",
+                cpp_sources,
+                extra_compile_args={"cxx": cxx_flags},
+                extra_link_args=link_flags,
+            )
         ]
 
     if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
@@ -106,6 +113,7 @@ def extensions():
             cpp_sources + cuda_sources,
             define_macros=[("WITH_CUDA", None)],
             extra_compile_args={"cxx": cxx_flags + library_includes, "nvcc": nvcc_flags},
+            extra_link_args=link_flags,
         )
     ]
 

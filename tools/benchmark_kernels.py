@@ -24,8 +24,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detr_efficient.ops import compiled_cuda_version, nms  # noqa: E402
-from detr_efficient.ops.reference import nms_reference  # noqa: E402
+from detr_efficient.ops import (  # noqa: E402
+    batched_nms,
+    compiled_cuda_version,
+    gather_tokens_many,
+    scatter_tokens,
+    select_topk,
+)
 
 try:
     import torchvision
@@ -76,23 +81,92 @@ def detector_like_boxes(n: int, device: torch.device, seed: int = 0):
     return torch.cat([lo, hi], dim=1).to(device), scores.to(device)
 
 
-def bench_nms(device: torch.device, sizes: list[int], repeats: int, warmup: int) -> list[Row]:
+def timed_variants(op, shape, variants, device, repeats, warmup) -> list[Row]:
+    """Time every variant side by side; ratios are relative to the one named "ours"."""
+    timings = {name: median_ms(fn, device, repeats, warmup) for name, fn in variants.items()}
+    return [Row(op, shape, name, ms, ms / timings["ours"]) for name, ms in timings.items()]
+
+
+def bench_nms(device: torch.device, sizes: list[int], batches: list[int], repeats, warmup):
+    """Per-image class-agnostic NMS at IoU 0.7: ours (one batched launch) vs torchvision."""
     rows = []
-    for n in sizes:
-        boxes, scores = detector_like_boxes(n, device)
-        variants = {"ours": lambda b=boxes, s=scores: nms(b, s, 0.7)}
-        if torchvision is not None:
-            variants["torchvision.ops.nms"] = lambda b=boxes, s=scores: torchvision.ops.nms(
-                b, s, 0.7
-            )
-        if n <= 2000:
-            variants["pytorch reference"] = lambda b=boxes, s=scores: nms_reference(b, s, 0.7)
-        expected = variants["ours"]()
-        if torchvision is not None:
-            assert torch.equal(expected, variants["torchvision.ops.nms"]()), "keep sets differ"
-        timings = {name: median_ms(fn, device, repeats, warmup) for name, fn in variants.items()}
-        for name, ms in timings.items():
-            rows.append(Row("nms", f"N={n}", name, ms, ms / timings["ours"]))
+    for batch in batches:
+        for n in sizes:
+            pairs = [detector_like_boxes(n, device, seed=b) for b in range(batch)]
+            boxes = torch.stack([p[0] for p in pairs])
+            scores = torch.stack([p[1] for p in pairs])
+            variants = {"ours": lambda b=boxes, s=scores: batched_nms(b, s, 0.7)}
+            if torchvision is not None:
+                image_of = torch.arange(batch, device=device).repeat_interleave(n)
+                flat_boxes, flat_scores = boxes.reshape(-1, 4), scores.reshape(-1)
+                variants["torchvision nms, loop"] = lambda b=boxes, s=scores: [
+                    torchvision.ops.nms(b[i], s[i], 0.7) for i in range(len(b))
+                ]
+                variants["torchvision batched_nms"] = (
+                    lambda b=flat_boxes, s=flat_scores, i=image_of: torchvision.ops.batched_nms(
+                        b, s, i, 0.7
+                    )
+                )
+                keep = variants["ours"]()
+                for i in range(batch):
+                    expected = torchvision.ops.nms(boxes[i], scores[i], 0.7)
+                    assert torch.equal(keep[i].nonzero()[:, 0], expected.sort().values), (
+                        "keep sets differ"
+                    )
+            rows += timed_variants("nms", f"B={batch} N={n}", variants, device, repeats, warmup)
+    return rows
+
+
+def focus_tokens(batch, tokens, channels, device, seed=0):
+    """Encoder tokens, positions, 4-level reference points, scores and a padding mask."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, tokens, channels, generator=generator)
+    pos = torch.randn(batch, tokens, channels, generator=generator)
+    ref = torch.rand(batch, tokens, 4, 2, generator=generator)
+    scores = torch.randn(batch, tokens, generator=generator)
+    valid = torch.ones(batch, tokens, dtype=torch.bool)
+    valid[1:, int(tokens * 0.8) :] = False  # the other images are padded
+    return [t.to(device) for t in (x, pos, ref, scores, valid)]
+
+
+def select_gather_scatter_reference(x, pos, ref, scores, valid, ratio):
+    """The usual code: topk, gather with repeat-ed indices, a per-image scatter loop."""
+    counts = [int(c * ratio) + 1 for c in valid.sum(1).tolist()]
+    index = torch.topk(scores.masked_fill(~valid, float("-inf")), max(counts), dim=1).indices
+    gathered = [
+        torch.gather(t.flatten(2), 1, index.unsqueeze(-1).repeat(1, 1, t.flatten(2).shape[2]))
+        for t in (x, pos, ref)
+    ]
+    out = x.clone()
+    for b, count in enumerate(counts):
+        rows = index[b, :count].unsqueeze(-1).repeat(1, x.shape[2])
+        out[b].scatter_(0, rows, gathered[0][b, :count])
+    return out
+
+
+def select_gather_scatter_ours(x, pos, ref, scores, valid, ratio):
+    counts = (valid.sum(1) * ratio).long() + 1
+    width = int(valid.shape[1] * ratio) + 1  # an upper bound known on the host: no sync
+    index = select_topk(scores, counts, valid, max_k=width)
+    selected, _, _ = gather_tokens_many([x, pos, ref], index, check_index=False)
+    return scatter_tokens(x, index, selected, check_index=False)
+
+
+def bench_tokens(device: torch.device, tokens: int, ratios: list[float], repeats, warmup):
+    """Focus-DETR's per-layer select + gather (tokens, positions, reference points) + scatter."""
+    x, pos, ref, scores, valid = focus_tokens(2, tokens, 256, device)
+    rows = []
+    for ratio in ratios:
+        args = (x, pos, ref, scores, valid, ratio)
+        ours, reference = select_gather_scatter_ours(*args), select_gather_scatter_reference(*args)
+        assert torch.equal(ours, reference), "select/gather/scatter results differ"
+        variants = {
+            "ours": lambda a=args: select_gather_scatter_ours(*a),
+            "topk+gather+loop": lambda a=args: select_gather_scatter_reference(*a),
+        }
+        rows += timed_variants(
+            "tokens", f"N={tokens} k={ratio:.0%}", variants, device, repeats, warmup
+        )
     return rows
 
 
@@ -113,25 +187,33 @@ def environment(device: torch.device) -> dict:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = f"{'op':<8} {'shape':<12} {'variant':<24} {'median ms':>11} {'x ours':>8}"
+    header = f"{'op':<8} {'shape':<18} {'variant':<24} {'median ms':>11} {'x ours':>8}"
     print(header)
     print("-" * len(header))
     for row in rows:
         ratio = f"{row.ratio_to_ours:.2f}" if row.ratio_to_ours is not None else ""
-        print(f"{row.op:<8} {row.shape:<12} {row.variant:<24} {row.median_ms:>11.3f} {ratio:>8}")
+        print(f"{row.op:<8} {row.shape:<18} {row.variant:<24} {row.median_ms:>11.3f} {ratio:>8}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", type=Path, default=Path("results/benchmarks"))
-    parser.add_argument("--nms-sizes", type=int, nargs="+", default=[1000, 5000, 20000])
+    parser.add_argument(
+        "--nms-sizes", type=int, nargs="+", help="default: 1k-30k on GPU, 1k-5k on CPU"
+    )
+    parser.add_argument("--nms-batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--tokens", type=int, default=22000, help="encoder tokens per image")
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
 
     device = torch.device(args.device)
-    rows = bench_nms(device, args.nms_sizes, args.repeats, args.warmup)
+    gpu = device.type == "cuda"
+    nms_sizes = args.nms_sizes or ([1000, 5000, 20000, 30000] if gpu else [1000, 5000])
+    rows = bench_nms(device, nms_sizes, args.nms_batches, args.repeats, args.warmup)
+    rows += bench_tokens(device, args.tokens, args.ratios, args.repeats, args.warmup)
     print_table(rows)
     args.output.mkdir(parents=True, exist_ok=True)
     out = args.output / f"kernels_{device.type}.json"
