@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 # Where nvcc exists, the CUDA kernels must have been compiled; the tests check that.
 export DETR_EFFICIENT_EXPECT_CUDA_BUILD ?= $(if $(shell command -v nvcc),1,0)
 
-.PHONY: setup test lint demo bench clean
+.PHONY: setup test lint demo bench gpu-wheels clean
 
 setup:
 	@bash tools/bootstrap.sh
@@ -23,6 +23,10 @@ demo: setup
 
 bench: setup
 	$(PY) tools/benchmark_kernels.py --output results/benchmarks
+
+# Wheels for tools/gpu_check.sh on a GPU machine without internet (carry wheels/ there).
+gpu-wheels: setup
+	$(PY) -m pip download --quiet --only-binary :all: --python-version 3.12 -d wheels pytest
 
 clean:
 	rm -rf build detr_efficient/_C*.so
