@@ -81,3 +81,70 @@ def scatter_tokens_reference(
         chosen = index[b] >= 0
         out[b, index[b, chosen]] = src[b, chosen]
     return out
+
+
+def _sample_levels(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+) -> torch.Tensor:
+    """Bilinear samples of every level: value ``[B, S, H, D]``, locations
+    ``[B, Q, H, L, P, 2]`` (normalised x, y) → ``[B, H, D, Q, L, P]``; zero padding and
+    ``align_corners=False``, exactly ``F.grid_sample`` on ``2 * loc - 1``."""
+    batch, _, heads, channels = value.shape
+    _, queries, _, levels, points, _ = sampling_locations.shape
+    samples = []
+    for level in range(levels):
+        height, width = (int(s) for s in spatial_shapes[level])
+        start = int(level_start_index[level])
+        value_map = value[:, start : start + height * width]  # [B, H_l * W_l, H, D]
+        value_map = value_map.permute(0, 2, 3, 1).reshape(batch * heads, channels, height, width)
+        grid = 2 * sampling_locations[:, :, :, level] - 1  # [B, Q, H, P, 2]
+        grid = grid.transpose(1, 2).reshape(batch * heads, queries, points, 2)
+        sampled = torch.nn.functional.grid_sample(
+            value_map, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+        )  # [B * H, D, Q, P]
+        samples.append(sampled.reshape(batch, heads, channels, queries, points))
+    return torch.stack(samples, dim=4)
+
+
+def ms_deform_attn_reference(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """Multi-scale deformable attention: the attention-weighted sum of bilinear samples of
+    every level and point. value ``[B, S, H, D]``, locations ``[B, Q, H, L, P, 2]``,
+    weights ``[B, Q, H, L, P]`` → ``[B, Q, H * D]``."""
+    batch, _, heads, channels = value.shape
+    queries = sampling_locations.shape[1]
+    samples = _sample_levels(value, spatial_shapes, level_start_index, sampling_locations)
+    weights = attention_weights.permute(0, 2, 1, 3, 4).unsqueeze(2)  # [B, H, 1, Q, L, P]
+    out = (samples * weights).sum(dim=(4, 5))  # [B, H, D, Q]
+    return out.permute(0, 3, 1, 2).reshape(batch, queries, heads * channels)
+
+
+def key_aware_deform_attn_reference(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+) -> torch.Tensor:
+    """Key-aware deformable attention (Lite DETR): keys and values are sampled at the same
+    points; the weights are ``softmax`` over all L * P points of a head of
+    ``q · k / sqrt(D)``. query ``[B, Q, H, D]``, key and value ``[B, S, H, D]``, locations
+    ``[B, Q, H, L, P, 2]`` → ``[B, Q, H * D]``."""
+    batch, queries, heads, channels = query.shape
+    keys = _sample_levels(key, spatial_shapes, level_start_index, sampling_locations)
+    values = _sample_levels(value, spatial_shapes, level_start_index, sampling_locations)
+    keys = keys.flatten(4)  # [B, H, D, Q, L * P]
+    values = values.flatten(4)
+    q = query.permute(0, 2, 3, 1).unsqueeze(-1)  # [B, H, D, Q, 1]
+    weights = ((q * keys).sum(dim=2) / channels**0.5).softmax(dim=-1)  # [B, H, Q, L * P]
+    out = (values * weights.unsqueeze(2)).sum(dim=-1)  # [B, H, D, Q]
+    return out.permute(0, 3, 1, 2).reshape(batch, queries, heads * channels)
