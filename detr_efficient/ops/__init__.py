@@ -3,6 +3,7 @@
 references in :mod:`.reference`."""
 
 from ._extension import compiled_cuda_version
+from .deform_attn import key_aware_deform_attn, ms_deform_attn
 from .nms import batched_nms, batched_nms_indices, nms
 from .tokens import gather_tokens, gather_tokens_many, scatter_tokens
 from .topk import select_topk
@@ -13,6 +14,8 @@ __all__ = [
     "compiled_cuda_version",
     "gather_tokens",
     "gather_tokens_many",
+    "key_aware_deform_attn",
+    "ms_deform_attn",
     "nms",
     "scatter_tokens",
     "select_topk",

@@ -1,0 +1,222 @@
+"""Multi-scale deformable attention (Deformable DETR) and key-aware deformable attention
+(Lite DETR): argument checks, autograd and tracing registrations of the kernels.
+
+Semantics are those of :func:`.reference.ms_deform_attn_reference` and
+:func:`.reference.key_aware_deform_attn_reference` (bilinear ``grid_sample`` with zero padding
+and ``align_corners=False``). value/query/key may be float16, bfloat16, float32 or float64;
+sampling locations and attention weights may be any floating dtype and are read in float32
+(float64 for float64 values), so low-precision values keep full-precision locations.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import _extension
+from ._validation import FLOATING_DTYPES, check_same_device, check_tensor
+
+_extension.load()
+
+# The CUDA kernels keep up to 4 channels per lane of a warp in registers.
+MAX_CUDA_CHANNELS = 128
+
+
+def _check_levels(op: str, spatial_shapes, level_start_index, tokens: int, levels: int) -> None:
+    """``spatial_shapes`` ``[L, 2]`` positive, summing to S; ``level_start_index`` their offsets.
+
+    Reads the two small tensors (one device sync when they live on the GPU)."""
+    check_tensor(op, "spatial_shapes", spatial_shapes, (levels, 2), (torch.int64,))
+    check_tensor(op, "level_start_index", level_start_index, (levels,), (torch.int64,))
+    shapes = spatial_shapes.tolist()
+    starts = level_start_index.tolist()
+    if any(h <= 0 or w <= 0 for h, w in shapes):
+        raise ValueError(f"{op}: 'spatial_shapes' must be positive (H_l, W_l), got {shapes}")
+    sizes = [h * w for h, w in shapes]
+    if sum(sizes) != tokens:
+        raise ValueError(
+            f"{op}: 'spatial_shapes' cover {sum(sizes)} tokens (sum of H_l * W_l) but 'value' "
+            f"has S = {tokens}"
+        )
+    expected = [sum(sizes[:level]) for level in range(levels)]
+    if starts != expected:
+        raise ValueError(
+            f"{op}: 'level_start_index' must be {expected} for spatial_shapes {shapes}, "
+            f"got {starts}"
+        )
+
+
+def _check_common(op: str, value, spatial_shapes, level_start_index, sampling_locations) -> tuple:
+    """Checks shared by both ops; returns (B, S, H, D, Q, L, P)."""
+    check_tensor(op, "value", value, ("B", "S", "H", "D"), FLOATING_DTYPES)
+    batch, tokens, heads, channels = value.shape
+    check_tensor(op, "sampling_locations", sampling_locations, (batch, "Q", heads, "L", "P", 2))
+    _, queries, _, levels, points, _ = sampling_locations.shape
+    if levels == 0 or points == 0:
+        raise ValueError(f"{op}: need at least one level and one point, got L={levels}, P={points}")
+    _check_levels(op, spatial_shapes, level_start_index, tokens, levels)
+    return batch, tokens, heads, channels, queries, levels, points
+
+
+def _check_device(op: str, tensors: dict, channels: int) -> None:
+    device = check_same_device(op, tensors)
+    _extension.require_kernels_for(device, op)
+    if device.type == "cuda" and channels > MAX_CUDA_CHANNELS:
+        raise ValueError(
+            f"{op}: at most {MAX_CUDA_CHANNELS} channels per head on CUDA, got D = {channels}"
+        )
+
+
+def ms_deform_attn(
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+    attention_weights: torch.Tensor,
+) -> torch.Tensor:
+    """Multi-scale deformable attention.
+
+    Args:
+        value: ``[B, S, H, D]``, the flattened levels of every head.
+        spatial_shapes: int64 ``[L, 2]``, (H_l, W_l) of each level; ``sum H_l * W_l == S``.
+        level_start_index: int64 ``[L]``, first token of each level.
+        sampling_locations: ``[B, Q, H, L, P, 2]``, normalised (x, y); outside [0, 1] reads 0.
+        attention_weights: ``[B, Q, H, L, P]``.
+
+    Returns:
+        ``[B, Q, H * D]`` in value's dtype. Differentiable with respect to value, locations
+        and weights.
+    """
+    op = "ms_deform_attn"
+    batch, _, heads, channels, queries, levels, points = _check_common(
+        op, value, spatial_shapes, level_start_index, sampling_locations
+    )
+    check_tensor(
+        op, "attention_weights", attention_weights, (batch, queries, heads, levels, points)
+    )
+    tensors = {
+        "value": value,
+        "spatial_shapes": spatial_shapes,
+        "level_start_index": level_start_index,
+        "sampling_locations": sampling_locations,
+        "attention_weights": attention_weights,
+    }
+    _check_device(op, tensors, channels)
+    return torch.ops.detr_efficient.ms_deform_attn(
+        value, spatial_shapes, level_start_index, sampling_locations, attention_weights
+    )
+
+
+def key_aware_deform_attn(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    spatial_shapes: torch.Tensor,
+    level_start_index: torch.Tensor,
+    sampling_locations: torch.Tensor,
+) -> torch.Tensor:
+    """Key-aware deformable attention: keys and values sampled at the same points, weights
+    ``softmax`` over the L * P points of a head of ``q · k / sqrt(D)``, in one fused pass.
+
+    Args:
+        query: ``[B, Q, H, D]``.
+        key, value: ``[B, S, H, D]``, query's dtype; ``key`` may be the same tensor as
+            ``value`` (Lite DETR's official setting).
+        spatial_shapes, level_start_index, sampling_locations: as in ``ms_deform_attn``.
+
+    Returns:
+        ``[B, Q, H * D]``. Differentiable with respect to query, key, value and locations.
+    """
+    op = "key_aware_deform_attn"
+    batch, tokens, heads, channels, queries, _, _ = _check_common(
+        op, value, spatial_shapes, level_start_index, sampling_locations
+    )
+    check_tensor(op, "query", query, (batch, queries, heads, channels), FLOATING_DTYPES)
+    check_tensor(op, "key", key, (batch, tokens, heads, channels), FLOATING_DTYPES)
+    if not query.dtype == key.dtype == value.dtype:
+        raise TypeError(
+            f"{op}: query, key and value must share a dtype, got {query.dtype}, {key.dtype}, "
+            f"{value.dtype}"
+        )
+    tensors = {
+        "query": query,
+        "key": key,
+        "value": value,
+        "spatial_shapes": spatial_shapes,
+        "level_start_index": level_start_index,
+        "sampling_locations": sampling_locations,
+    }
+    _check_device(op, tensors, channels)
+    output, _ = torch.ops.detr_efficient.key_aware_deform_attn(
+        query, key, value, spatial_shapes, level_start_index, sampling_locations
+    )
+    return output
+
+
+def _msda_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _msda_backward(ctx, grad_output):
+    value, shapes, starts, locations, weights = ctx.saved_tensors
+    grad_value, grad_locations, grad_weights = torch.ops.detr_efficient.ms_deform_attn_backward(
+        grad_output.contiguous(), value, shapes, starts, locations, weights
+    )
+    return grad_value, None, None, grad_locations, grad_weights
+
+
+def _kda_setup(ctx, inputs, output):
+    out, logsumexp = output
+    ctx.mark_non_differentiable(logsumexp)
+    ctx.save_for_backward(*inputs, out, logsumexp)
+
+
+def _kda_backward(ctx, grad_output, _grad_logsumexp):
+    query, key, value, shapes, starts, locations, out, logsumexp = ctx.saved_tensors
+    grads = torch.ops.detr_efficient.key_aware_deform_attn_backward(
+        grad_output.contiguous(), query, key, value, shapes, starts, locations, out, logsumexp
+    )
+    grad_query, grad_key, grad_value, grad_locations = grads
+    return grad_query, grad_key, grad_value, None, None, grad_locations
+
+
+torch.library.register_autograd(
+    "detr_efficient::ms_deform_attn", _msda_backward, setup_context=_msda_setup
+)
+torch.library.register_autograd(
+    "detr_efficient::key_aware_deform_attn", _kda_backward, setup_context=_kda_setup
+)
+
+
+def _flat_output(value, sampling_locations):
+    batch, _, heads, channels = value.shape
+    return value.new_empty(batch, sampling_locations.shape[1], heads * channels)
+
+
+def _compute_dtype(value) -> torch.dtype:
+    return torch.float64 if value.dtype == torch.float64 else torch.float32
+
+
+@torch.library.register_fake("detr_efficient::ms_deform_attn")
+def _msda_fake(value, spatial_shapes, level_start_index, sampling_locations, attention_weights):
+    return _flat_output(value, sampling_locations)
+
+
+@torch.library.register_fake("detr_efficient::ms_deform_attn_backward")
+def _msda_backward_fake(grad_output, value, shapes, starts, locations, weights):
+    return torch.empty_like(value), torch.empty_like(locations), torch.empty_like(weights)
+
+
+@torch.library.register_fake("detr_efficient::key_aware_deform_attn")
+def _kda_fake(query, key, value, spatial_shapes, level_start_index, sampling_locations):
+    logsumexp = value.new_empty(query.shape[:3], dtype=_compute_dtype(value))
+    return _flat_output(value, sampling_locations), logsumexp
+
+
+@torch.library.register_fake("detr_efficient::key_aware_deform_attn_backward")
+def _kda_backward_fake(grad_output, query, key, value, shapes, starts, locations, out, lse):
+    return (
+        torch.empty_like(query),
+        torch.empty_like(key),
+        torch.empty_like(value),
+        torch.empty_like(locations),
+    )
