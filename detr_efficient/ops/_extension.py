@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-import functools
-
 import torch
 
 
-@functools.cache
-def load() -> None:
-    """Import the extension once, which registers ``torch.ops.detr_efficient.*``."""
+def _load() -> int:
+    """Import the extension, which registers ``torch.ops.detr_efficient.*``; return the
+    CUDA version it was compiled with."""
     try:
         from detr_efficient import _C  # noqa: F401
     except ImportError as error:
         raise ImportError(
             "detr_efficient's kernel extension (detr_efficient._C) is not built. Build it with "
-            "`make build` (or `pip install -e . --no-build-isolation`) from the repository root."
+            "`make setup` (or `pip install -e . --no-build-isolation`) from the repository root."
         ) from error
+    return int(torch.ops.detr_efficient.cuda_version())
+
+
+_CUDA_VERSION = _load()
 
 
 def compiled_cuda_version() -> int:
     """CUDA version the kernels were built with (e.g. 13000), 0 for a CPU-only build."""
-    load()
-    return int(torch.ops.detr_efficient.cuda_version())
+    return _CUDA_VERSION
 
 
 def require_kernels_for(device: torch.device, op: str) -> None:
     """Raise a clear error where ``op`` has no kernel for ``device``."""
-    load()
     if device.type == "cpu":
         return
     if device.type != "cuda":

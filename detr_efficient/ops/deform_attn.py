@@ -15,8 +15,6 @@ import torch
 from . import _extension
 from ._validation import FLOATING_DTYPES, check_same_device, check_tensor
 
-_extension.load()
-
 # The CUDA kernels keep up to 4 channels per lane of a warp in registers.
 MAX_CUDA_CHANNELS = 128
 
@@ -24,9 +22,12 @@ MAX_CUDA_CHANNELS = 128
 def _check_levels(op: str, spatial_shapes, level_start_index, tokens: int, levels: int) -> None:
     """``spatial_shapes`` ``[L, 2]`` positive, summing to S; ``level_start_index`` their offsets.
 
-    Reads the two small tensors (one device sync when they live on the GPU)."""
+    Reads the two small tensors (a device sync when they live on the GPU); skipped while
+    ``torch.compile`` traces."""
     check_tensor(op, "spatial_shapes", spatial_shapes, (levels, 2), (torch.int64,))
     check_tensor(op, "level_start_index", level_start_index, (levels,), (torch.int64,))
+    if torch.compiler.is_compiling():  # values are unknown while tracing
+        return
     shapes = spatial_shapes.tolist()
     starts = level_start_index.tolist()
     if any(h <= 0 or w <= 0 for h, w in shapes):

@@ -48,9 +48,6 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float) -> torc
     return torch.ops.detr_efficient.nms(boxes, scores, threshold)
 
 
-_extension.load()
-
-
 @torch.library.register_fake("detr_efficient::nms")
 def _nms_fake(boxes, scores, iou_threshold):
     """Result shape for tracing (``torch.compile``, export): ``[K]``, K data-dependent."""

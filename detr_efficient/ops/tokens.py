@@ -16,8 +16,6 @@ import torch
 from . import _extension
 from ._validation import check_same_device, check_tensor
 
-_extension.load()
-
 ANY_DTYPE = (
     torch.float16,
     torch.bfloat16,

@@ -7,8 +7,6 @@ import torch
 from . import _extension
 from ._validation import FLOATING_DTYPES, check_same_device, check_tensor
 
-_extension.load()
-
 
 def select_topk(
     scores: torch.Tensor,

@@ -1,0 +1,291 @@
+"""ms_deform_attn and key_aware_deform_attn against the float64 grid_sample references."""
+
+import pytest
+import torch
+
+from detr_efficient.ops import key_aware_deform_attn, ms_deform_attn
+from detr_efficient.ops.reference import (
+    key_aware_deform_attn_reference,
+    ms_deform_attn_reference,
+)
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+# (B, level shapes, H, D, Q, P): odd sizes, one level, H and D not powers of two.
+CASES = [
+    (1, [(1, 1)], 1, 1, 1, 1),
+    (2, [(4, 5), (2, 3)], 3, 5, 7, 2),
+    (2, [(8, 8), (4, 4), (2, 2), (1, 1)], 8, 32, 33, 4),
+    (1, [(13, 7)], 2, 33, 9, 3),
+    (3, [(6, 10), (3, 5), (2, 3)], 4, 64, 20, 4),
+]
+
+
+def make_inputs(batch, shapes, heads, channels, queries, points, seed, dtype=torch.float64):
+    generator = torch.Generator().manual_seed(seed)
+    spatial_shapes = torch.tensor(shapes, dtype=torch.int64)
+    sizes = spatial_shapes.prod(1)
+    level_start_index = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
+    tokens, levels = int(sizes.sum()), len(shapes)
+
+    def randn(*size):
+        return torch.randn(*size, generator=generator, dtype=torch.float64).to(dtype)
+
+    # Locations in [-0.2, 1.2]: some points fall outside the maps and read zeros.
+    locations = torch.rand(batch, queries, heads, levels, points, 2, generator=generator)
+    return {
+        "query": randn(batch, queries, heads, channels),
+        "key": randn(batch, tokens, heads, channels),
+        "value": randn(batch, tokens, heads, channels),
+        "spatial_shapes": spatial_shapes,
+        "level_start_index": level_start_index,
+        "sampling_locations": (locations.double() * 1.4 - 0.2).to(dtype),
+        "attention_weights": torch.rand(batch, queries, heads, levels, points, generator=generator)
+        .double()
+        .softmax(-1)
+        .to(dtype),
+    }
+
+
+def msda_args(inputs):
+    names = ["value", "spatial_shapes", "level_start_index", "sampling_locations"]
+    return [inputs[n] for n in names] + [inputs["attention_weights"]]
+
+
+def kda_args(inputs):
+    names = ["query", "key", "value", "spatial_shapes", "level_start_index", "sampling_locations"]
+    return [inputs[n] for n in names]
+
+
+def to(args, device, requires_grad=False):
+    moved = [a.to(device) for a in args]
+    for a in moved:
+        if requires_grad and a.is_floating_point():
+            a.requires_grad_(True)
+    return moved
+
+
+def grads_of(fn, args, grad_output):
+    fn(*args).backward(grad_output)
+    return [a.grad for a in args if a.is_floating_point()]
+
+
+OPS = {
+    "msda": (ms_deform_attn, ms_deform_attn_reference, msda_args),
+    "kda": (key_aware_deform_attn, key_aware_deform_attn_reference, kda_args),
+}
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("op", OPS)
+def test_forward_and_all_gradients_match_float64_reference(device, case, op):
+    kernel, reference, pick = OPS[op]
+    inputs = make_inputs(*case, seed=sum(case[3:]))
+    ours = to(pick(inputs), device, requires_grad=True)
+    theirs = to(pick(inputs), "cpu", requires_grad=True)
+    out = kernel(*ours)
+    expected = reference(*theirs)
+    torch.testing.assert_close(out.cpu(), expected, rtol=1e-10, atol=1e-10)
+    grad_output = torch.randn_like(expected)
+    for got, want in zip(
+        grads_of(kernel, ours, grad_output.to(device)),
+        grads_of(reference, theirs, grad_output),
+        strict=True,
+    ):
+        torch.testing.assert_close(got.cpu(), want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", OPS)
+def test_gradcheck_float64(device, op):
+    kernel, _, pick = OPS[op]
+    # Locations away from pixel centres: bilinear sampling is not differentiable there.
+    inputs = make_inputs(2, [(3, 4), (2, 2)], 2, 3, 4, 2, seed=11)
+    args = to(pick(inputs), device, requires_grad=True)
+    assert torch.autograd.gradcheck(kernel, args, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_key_may_be_the_value_tensor(device):
+    inputs = make_inputs(2, [(5, 6), (3, 3)], 4, 8, 6, 4, seed=3)
+    query, value, locations = to(
+        [inputs["query"], inputs["value"], inputs["sampling_locations"]], device, True
+    )
+    levels = [inputs["spatial_shapes"].to(device), inputs["level_start_index"].to(device)]
+    out = key_aware_deform_attn(query, value, value, *levels, locations)
+    out.square().sum().backward()
+    q_ref, v_ref, l_ref = (t.detach().cpu().requires_grad_(True) for t in (query, value, locations))
+    levels_ref = [inputs["spatial_shapes"], inputs["level_start_index"]]
+    expected = key_aware_deform_attn_reference(q_ref, v_ref, v_ref, *levels_ref, l_ref)
+    expected.square().sum().backward()
+    torch.testing.assert_close(out.cpu(), expected)
+    torch.testing.assert_close(value.grad.cpu(), v_ref.grad)  # key and value gradients summed
+    torch.testing.assert_close(locations.grad.cpu(), l_ref.grad)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(
+    ("dtype", "tolerance"),
+    [(torch.float32, 1e-5), (torch.float16, 2e-3), (torch.bfloat16, 2e-2)],
+)
+@pytest.mark.parametrize("op", OPS)
+def test_low_precision_within_its_precision(device, dtype, tolerance, op):
+    kernel, reference, pick = OPS[op]
+    inputs = make_inputs(2, [(8, 8), (4, 4), (2, 2)], 4, 32, 40, 4, seed=5)
+    rounded = {k: v.to(dtype).double() if v.is_floating_point() else v for k, v in inputs.items()}
+    expected = reference(*pick(rounded))  # float64 on the inputs as rounded to dtype
+    args = [a.to(dtype) if a.is_floating_point() else a for a in pick(inputs)]
+    out = kernel(*to(args, device))
+    assert out.dtype == dtype
+    torch.testing.assert_close(
+        out.double().cpu(), expected, rtol=tolerance, atol=tolerance * expected.abs().max()
+    )
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("op", OPS)
+def test_low_precision_gradients(device, dtype, op):
+    kernel, reference, pick = OPS[op]
+    inputs = make_inputs(1, [(6, 6), (3, 3)], 2, 16, 12, 4, seed=8)
+    rounded = {k: v.to(dtype).double() if v.is_floating_point() else v for k, v in inputs.items()}
+    theirs = to(pick(rounded), "cpu", requires_grad=True)
+    ours = to([a.to(dtype) if a.is_floating_point() else a for a in pick(inputs)], device, True)
+    grad_output = torch.randn(1, 12, 32, dtype=torch.float64)
+    for got, want in zip(
+        grads_of(kernel, ours, grad_output.to(device, dtype)),
+        grads_of(reference, theirs, grad_output.to(dtype).double()),
+        strict=True,
+    ):
+        assert got.dtype == dtype
+        scale = want.abs().max().item() + 1e-6
+        torch.testing.assert_close(got.double().cpu(), want, rtol=0.05, atol=0.02 * scale)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", OPS)
+def test_float32_locations_with_low_precision_values(device, op):
+    kernel, reference, pick = OPS[op]
+    inputs = make_inputs(1, [(50, 60)], 2, 8, 10, 2, seed=4)
+    args = pick(inputs)
+    low = [
+        a.to(torch.float32 if name.startswith(("sampling", "attention")) else torch.bfloat16)
+        if a.is_floating_point()
+        else a
+        for a, name in zip(args, _names(op), strict=True)
+    ]
+    rounded = [a.double() if a.is_floating_point() else a for a in low]
+    out = kernel(*to(low, device))
+    expected = reference(*rounded)
+    torch.testing.assert_close(out.double().cpu(), expected, rtol=2e-2, atol=2e-2)
+
+
+def _names(op):
+    if op == "msda":
+        return ["value", "shapes", "starts", "sampling_locations", "attention_weights"]
+    return ["query", "key", "value", "shapes", "starts", "sampling_locations"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", OPS)
+def test_every_output_element_written(device, op):
+    kernel, _, pick = OPS[op]
+    inputs = make_inputs(2, [(4, 4), (2, 2)], 2, 8, 30, 2, seed=6, dtype=torch.float32)
+    for _ in range(3):  # poison the memory the allocator will hand out next
+        poison = torch.full((2, 30, 16), float("nan"), device=device)
+        del poison
+        out = kernel(*to(pick(inputs), device))
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_empty_batch_and_zero_queries(op):
+    kernel, _, pick = OPS[op]
+    for batch, queries in [(0, 5), (2, 0)]:
+        inputs = make_inputs(batch, [(3, 3)], 2, 4, queries, 2, seed=1)
+        assert kernel(*pick(inputs)).shape == (batch, queries, 8)
+
+
+def test_hand_computed_sample():
+    # A 2x2 map; a point at the centre averages the four pixels equally.
+    value = torch.tensor([1.0, 2.0, 3.0, 4.0]).reshape(1, 4, 1, 1)
+    shapes, starts = torch.tensor([[2, 2]]), torch.tensor([0])
+    centre = torch.full((1, 1, 1, 1, 1, 2), 0.5)
+    weight = torch.ones(1, 1, 1, 1, 1)
+    assert ms_deform_attn(value, shapes, starts, centre, weight).item() == pytest.approx(2.5)
+    # At pixel (x=1, y=0)'s centre: exactly that pixel. Far outside: zero.
+    pixel = torch.tensor([0.75, 0.25]).reshape(1, 1, 1, 1, 1, 2)
+    assert ms_deform_attn(value, shapes, starts, pixel, weight).item() == pytest.approx(2.0)
+    outside = torch.tensor([3.0, -5.0]).reshape(1, 1, 1, 1, 1, 2)
+    assert ms_deform_attn(value, shapes, starts, outside, weight).item() == 0.0
+
+
+def test_kda_hand_computed_softmax():
+    # Two points on a 1x2 map: keys k1 = 1, k2 = 3 (D=1), q = 1: weights softmax(1, 3).
+    key = torch.tensor([1.0, 3.0]).reshape(1, 2, 1, 1)
+    value = torch.tensor([10.0, 20.0]).reshape(1, 2, 1, 1)
+    query = torch.ones(1, 1, 1, 1)
+    locations = torch.tensor([[0.25, 0.5], [0.75, 0.5]]).reshape(1, 1, 1, 1, 2, 2)
+    out = key_aware_deform_attn(
+        query, key, value, torch.tensor([[1, 2]]), torch.tensor([0]), locations
+    )
+    w = torch.tensor([1.0, 3.0]).softmax(0)
+    assert out.item() == pytest.approx(float(10 * w[0] + 20 * w[1]))
+
+
+BAD_CALLS = [
+    ("value", torch.zeros(2, 26, 3), ValueError, "'value' must have shape"),
+    ("value", torch.zeros(2, 26, 3, 4, dtype=torch.int32), TypeError, "'value' must have dtype"),
+    ("spatial_shapes", torch.tensor([[4, 5], [2, 2]]), ValueError, "cover 24 tokens"),
+    ("spatial_shapes", torch.tensor([[4, 5], [2, 3]]).int(), TypeError, "'spatial_shapes'"),
+    ("spatial_shapes", torch.tensor([[4, 5], [-2, -3]]), ValueError, "must be positive"),
+    ("level_start_index", torch.tensor([0, 19]), ValueError, r"must be \[0, 20\]"),
+    ("sampling_locations", torch.zeros(2, 7, 3, 2, 2, 3), ValueError, "'sampling_locations'"),
+    ("sampling_locations", torch.zeros(2, 7, 3, 0, 2, 2), ValueError, "at least one level"),
+    ("attention_weights", torch.zeros(2, 7, 3, 2, 3), ValueError, "'attention_weights'"),
+    ("attention_weights", torch.zeros(2, 7, 3, 2, 2, device="meta"), ValueError, "one device"),
+]
+
+
+@pytest.mark.parametrize(("name", "bad", "error", "match"), BAD_CALLS)
+def test_bad_arguments_name_the_argument(name, bad, error, match):
+    inputs = make_inputs(2, [(4, 5), (2, 3)], 3, 4, 7, 2, seed=0, dtype=torch.float32)
+    inputs[name] = bad
+    with pytest.raises(error, match=match):
+        ms_deform_attn(*msda_args(inputs))
+    if name != "attention_weights":
+        with pytest.raises(error, match=match):
+            key_aware_deform_attn(*kda_args(inputs))
+
+
+def test_kda_query_key_checks():
+    inputs = make_inputs(2, [(4, 5), (2, 3)], 3, 4, 7, 2, seed=0, dtype=torch.float32)
+    inputs["query"] = inputs["query"].double()
+    with pytest.raises(TypeError, match="must share a dtype"):
+        key_aware_deform_attn(*kda_args(inputs))
+    inputs["query"] = torch.zeros(2, 7, 3, 5)
+    with pytest.raises(ValueError, match="'query' must have shape"):
+        key_aware_deform_attn(*kda_args(inputs))
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_registrations_pass_opcheck(op):
+    kernel, _, pick = OPS[op]
+    inputs = make_inputs(2, [(3, 4), (2, 2)], 2, 4, 5, 2, seed=2, dtype=torch.float32)
+    args = to(pick(inputs), "cpu", requires_grad=True)
+    target = {"msda": torch.ops.detr_efficient.ms_deform_attn, "kda": None}[op]
+    target = target or torch.ops.detr_efficient.key_aware_deform_attn
+    torch.library.opcheck(target.default, tuple(args))
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_compiles_without_graph_breaks(op):
+    kernel, _, pick = OPS[op]
+    inputs = make_inputs(2, [(3, 4), (2, 2)], 2, 4, 5, 2, seed=2, dtype=torch.float32)
+    args = to(pick(inputs), "cpu", requires_grad=True)
+    compiled = torch.compile(kernel, backend="aot_eager", fullgraph=True)
+    out = compiled(*args)
+    torch.testing.assert_close(out, kernel(*args))
+    out.sum().backward()
+    assert all(a.grad is not None for a in args if a.is_floating_point())
