@@ -12,21 +12,54 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detr_efficient.ops import (  # noqa: E402
     batched_nms,
     gather_tokens_many,
+    key_aware_deform_attn,
+    ms_deform_attn,
     nms,
     scatter_tokens,
     select_topk,
 )
 
 
-def same_on_gpu(name, fn, *args):
-    """Run ``fn`` on CPU and GPU copies of ``args`` and require identical results."""
+def same_on_gpu(name, fn, *args, tolerance=None):
+    """Run ``fn`` on CPU and GPU copies of ``args``; require identical results (or within
+    ``tolerance`` for floating-point sums, whose order differs)."""
     on_cpu = fn(*args)
     on_gpu = fn(*[a.cuda() if isinstance(a, torch.Tensor) else a for a in args])
     on_cpu = on_cpu if isinstance(on_cpu, (list, tuple)) else [on_cpu]
     on_gpu = on_gpu if isinstance(on_gpu, (list, tuple)) else [on_gpu]
     for cpu, gpu in zip(on_cpu, on_gpu, strict=True):
-        assert torch.equal(cpu, gpu.cpu()), name
+        if tolerance is None:
+            assert torch.equal(cpu, gpu.cpu()), name
+        else:
+            torch.testing.assert_close(gpu.cpu(), cpu, rtol=tolerance, atol=tolerance, msg=name)
     print(f"{name}: CPU and GPU agree")
+
+
+def deform_attention(generator):
+    """Both attention ops, forward and backward, with locations partly outside the maps."""
+    shapes = torch.tensor([[8, 10], [4, 5], [2, 3], [1, 2]])
+    starts = torch.tensor([0, 80, 100, 106])
+    value = torch.randn(2, 108, 3, 40, generator=generator)
+    query = torch.randn(2, 17, 3, 40, generator=generator)
+    locations = torch.rand(2, 17, 3, 4, 3, 2, generator=generator) * 1.4 - 0.2
+    weights = torch.rand(2, 17, 3, 4, 3, generator=generator)
+
+    def msda(v, s, i, loc, w):
+        v, loc, w = (t.clone().requires_grad_(True) for t in (v, loc, w))
+        out = ms_deform_attn(v, s, i, loc, w)
+        out.square().sum().backward()
+        return [out, v.grad, loc.grad, w.grad]
+
+    def kda(q, v, s, i, loc):
+        q, v, loc = (t.clone().requires_grad_(True) for t in (q, v, loc))
+        out = key_aware_deform_attn(q, v, v, s, i, loc)
+        out.square().sum().backward()
+        return [out, q.grad, v.grad, loc.grad]
+
+    same_on_gpu("ms_deform_attn", msda, value, shapes, starts, locations, weights, tolerance=1e-4)
+    same_on_gpu(
+        "key_aware_deform_attn", kda, query, value, shapes, starts, locations, tolerance=1e-4
+    )
 
 
 def main() -> None:
@@ -50,6 +83,7 @@ def main() -> None:
     )
     src = torch.randn(3, index.shape[1], 40, generator=generator)
     same_on_gpu("scatter_tokens", scatter_tokens, tokens, index, src)
+    deform_attention(generator)
     torch.cuda.synchronize()
 
 

@@ -289,3 +289,22 @@ def test_compiles_without_graph_breaks(op):
     torch.testing.assert_close(out, kernel(*args))
     out.sum().backward()
     assert all(a.grad is not None for a in args if a.is_floating_point())
+
+
+@pytest.mark.parametrize(
+    ("device", "dtype"),
+    [("cpu", torch.bfloat16), pytest.param("cuda", torch.float16, marks=pytest.mark.gpu)],
+)
+@pytest.mark.parametrize("op", OPS)
+def test_autocast_runs_attended_tensors_in_low_precision(device, dtype, op):
+    kernel, _, pick = OPS[op]
+    inputs = make_inputs(2, [(6, 6), (3, 3)], 2, 16, 9, 2, seed=7, dtype=torch.float32)
+    args = to(pick(inputs), device, requires_grad=True)
+    with torch.autocast(device, dtype=dtype):
+        out = kernel(*args)
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), kernel(*args), rtol=0.05, atol=0.05)
+    out.float().sum().backward()
+    for arg in args:
+        if arg.is_floating_point():  # gradients come back in each input's own dtype
+            assert arg.grad is not None and arg.grad.dtype == torch.float32

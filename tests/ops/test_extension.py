@@ -7,7 +7,17 @@ import torch
 
 from detr_efficient.ops import _extension, compiled_cuda_version
 
-OPS = ["nms", "batched_nms", "select_topk", "gather_tokens", "scatter_tokens"]
+OPS = [
+    "nms",
+    "batched_nms",
+    "select_topk",
+    "gather_tokens",
+    "scatter_tokens",
+    "ms_deform_attn",
+    "ms_deform_attn_backward",
+    "key_aware_deform_attn",
+    "key_aware_deform_attn_backward",
+]
 
 
 @pytest.mark.parametrize("op", OPS)
