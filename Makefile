@@ -24,9 +24,10 @@ demo: setup
 bench: setup
 	$(PY) tools/benchmark_kernels.py --output results/benchmarks
 
-# Wheels for tools/gpu_check.sh on a GPU machine without internet (carry wheels/ there).
+# Wheels for tools/gpu_check.sh on a GPU machine without internet (carry wheels/ there):
+# pytest for the tests, ninja for the just-in-time classic-kernel baseline of the benchmark.
 gpu-wheels: setup
-	$(PY) -m pip download --quiet --only-binary :all: --python-version 3.12 -d wheels pytest
+	$(PY) -m pip download --quiet --only-binary :all: --python-version 3.12 -d wheels pytest ninja
 
 clean:
 	rm -rf build detr_efficient/_C*.so

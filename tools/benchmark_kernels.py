@@ -28,8 +28,14 @@ from detr_efficient.ops import (  # noqa: E402
     batched_nms,
     compiled_cuda_version,
     gather_tokens_many,
+    key_aware_deform_attn,
+    ms_deform_attn,
     scatter_tokens,
     select_topk,
+)
+from detr_efficient.ops.reference import (  # noqa: E402
+    key_aware_deform_attn_reference,
+    ms_deform_attn_reference,
 )
 
 try:
@@ -45,6 +51,8 @@ class Row:
     variant: str
     median_ms: float
     ratio_to_ours: float | None = None
+    gb_per_s: float | None = None  # minimal bytes moved / time
+    of_copy_bandwidth: float | None = None  # gb_per_s / the device's measured copy bandwidth
 
 
 def synchronize(device: torch.device) -> None:
@@ -170,6 +178,129 @@ def bench_tokens(device: torch.device, tokens: int, ratios: list[float], repeats
     return rows
 
 
+def copy_bandwidth(device: torch.device) -> float:
+    """The device's measured copy bandwidth in GB/s (read + write of a large tensor)."""
+    elements = (256 if device.type == "cuda" else 32) * 2**20 // 4
+    source = torch.ones(elements, device=device)
+    target = torch.empty_like(source)
+    ms = median_ms(lambda: target.copy_(source), device, repeats=10, warmup=2)
+    return 2 * source.numel() * 4 / ms / 1e6
+
+
+def level_shapes(height: int, width: int) -> list[tuple[int, int]]:
+    """Feature-map sizes at strides 8, 16, 32, 64 of a height x width image."""
+    return [(-(-height // stride), -(-width // stride)) for stride in (8, 16, 32, 64)]
+
+
+def attention_inputs(image_hw, queries, dtype, device, heads=8, channels=32, points=4):
+    """Inputs of both attention ops at DINO's settings; ``queries=None`` means Q = S."""
+    generator = torch.Generator().manual_seed(0)
+    shapes = torch.tensor(level_shapes(*image_hw))
+    sizes = shapes.prod(1)
+    tokens = int(sizes.sum())
+    queries = queries or tokens
+    levels = len(shapes)
+
+    def randn(*size):
+        return torch.randn(*size, generator=generator).to(device, dtype)
+
+    locations = torch.rand(1, queries, heads, levels, points, 2, generator=generator)
+    weights = torch.rand(1, queries, heads, levels, points, generator=generator).softmax(-1)
+    return {
+        "query": randn(1, queries, heads, channels),
+        "value": randn(1, tokens, heads, channels),
+        "spatial_shapes": shapes.to(device),
+        "level_start_index": torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]]).to(device),
+        "sampling_locations": locations.to(device),
+        "attention_weights": weights.to(device),
+    }
+
+
+def minimal_bytes(inputs: dict, op: str) -> int:
+    """Bytes a forward must move at least: read every input once, write the output."""
+    query, value = inputs["query"], inputs["value"]
+    needed = [value, inputs["sampling_locations"], query]  # output is query-sized
+    needed.append(inputs["attention_weights"] if op == "msda" else query)
+    return sum(t.numel() * t.element_size() for t in needed)
+
+
+def attention_calls(op: str, inputs: dict, classic):
+    """{variant: (forward, forward + backward)} callables for one op."""
+    levels = (inputs["spatial_shapes"], inputs["level_start_index"])
+    value, query = inputs["value"], inputs["query"]
+    locations, weights = inputs["sampling_locations"], inputs["attention_weights"]
+    leaves = [t.detach().requires_grad_(True) for t in (value, query, locations, weights)]
+
+    def ours(v, q, loc, w):
+        if op == "msda":
+            return ms_deform_attn(v, *levels, loc, w)
+        return key_aware_deform_attn(q, v, v, *levels, loc)
+
+    def reference(v, q, loc, w):
+        if op == "msda":
+            return ms_deform_attn_reference(v, *levels, loc, w)
+        return key_aware_deform_attn_reference(q, v, v, *levels, loc)
+
+    def both(fn):
+        return lambda: fn(*leaves).float().sum().backward()
+
+    calls = {
+        "ours": (lambda: ours(value, query, locations, weights), both(ours)),
+        "pytorch reference": (lambda: reference(value, query, locations, weights), both(reference)),
+    }
+    if classic is not None and op == "msda" and value.dtype == torch.float32:
+        grad = torch.ones(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3])
+        grad = grad.to(value.device)
+
+        def classic_both():
+            classic.forward(value, *levels, locations, weights)
+            classic.backward(grad, value, *levels, locations, weights)
+
+        calls["classic (thread/channel)"] = (
+            lambda: classic.forward(value, *levels, locations, weights),
+            classic_both,
+        )
+    return calls
+
+
+def load_classic():
+    """The classic one-thread-per-channel MSDA kernel (tools/classic_msda), built just in time."""
+    from torch.utils.cpp_extension import load
+
+    source = Path(__file__).resolve().parent / "classic_msda" / "classic_msda.cu"
+    return load("classic_msda", [str(source)], extra_cuda_cflags=["-O3"], verbose=False)
+
+
+def bench_attention(device, dtypes, image_hw, repeats, warmup, classic) -> list[Row]:
+    """MSDA and KDA at encoder (Q = S) and decoder (Q = 1100) shapes: forward, backward and
+    both, ours against the grid_sample reference (and the classic kernel on the GPU)."""
+    rows = []
+    bandwidth = copy_bandwidth(device)
+    for dtype in dtypes:
+        for stage, queries in (("encoder", None), ("decoder", 1100)):
+            inputs = attention_inputs(image_hw, queries, dtype, device)
+            tokens = inputs["value"].shape[1]
+            shape = f"{stage} S={tokens} {str(dtype).replace('torch.', '')}"
+            for op in ("msda", "kda"):
+                calls = attention_calls(op, inputs, classic)
+                forward = {name: pair[0] for name, pair in calls.items()}
+                both = {name: pair[1] for name, pair in calls.items()}
+                forward_rows = timed_variants(f"{op} fwd", shape, forward, device, repeats, warmup)
+                both_rows = timed_variants(f"{op} f+b", shape, both, device, repeats, warmup)
+                for row in forward_rows:
+                    row.gb_per_s = minimal_bytes(inputs, op) / row.median_ms / 1e6
+                    row.of_copy_bandwidth = row.gb_per_s / bandwidth
+                ours_bwd = both_rows[0].median_ms - forward_rows[0].median_ms
+                backward_rows = [
+                    Row(f"{op} bwd", shape, f.variant, b.median_ms - f.median_ms)
+                    for f, b in zip(forward_rows, both_rows, strict=True)
+                ]
+                for row in backward_rows:
+                    row.ratio_to_ours = row.median_ms / ours_bwd
+                rows += forward_rows + backward_rows + both_rows
+    return rows
+
+
 def environment(device: torch.device) -> dict:
     info = {
         "device": str(device),
@@ -187,12 +318,20 @@ def environment(device: torch.device) -> dict:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = f"{'op':<8} {'shape':<18} {'variant':<24} {'median ms':>11} {'x ours':>8}"
+    header = (
+        f"{'op':<9} {'shape':<27} {'variant':<25} {'median ms':>10} {'x ours':>7} "
+        f"{'GB/s':>7} {'of copy':>7}"
+    )
     print(header)
     print("-" * len(header))
     for row in rows:
         ratio = f"{row.ratio_to_ours:.2f}" if row.ratio_to_ours is not None else ""
-        print(f"{row.op:<8} {row.shape:<18} {row.variant:<24} {row.median_ms:>11.3f} {ratio:>8}")
+        gbps = f"{row.gb_per_s:.1f}" if row.gb_per_s is not None else ""
+        share = f"{row.of_copy_bandwidth:.0%}" if row.of_copy_bandwidth is not None else ""
+        print(
+            f"{row.op:<9} {row.shape:<27} {row.variant:<25} {row.median_ms:>10.3f} {ratio:>7} "
+            f"{gbps:>7} {share:>7}"
+        )
 
 
 def main() -> None:
@@ -205,6 +344,16 @@ def main() -> None:
     parser.add_argument("--nms-batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--tokens", type=int, default=22000, help="encoder tokens per image")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.3, 0.5])
+    parser.add_argument(
+        "--image",
+        type=int,
+        nargs=2,
+        help="attention input H W; default 800 1333 on GPU, 400 667 on CPU",
+    )
+    parser.add_argument(
+        "--dtypes", nargs="+", help="attention dtypes; default float32 bfloat16 on GPU"
+    )
+    parser.add_argument("--only", nargs="+", choices=["nms", "tokens", "attention"])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
     args = parser.parse_args()
@@ -212,8 +361,18 @@ def main() -> None:
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     nms_sizes = args.nms_sizes or ([1000, 5000, 20000, 30000] if gpu else [1000, 5000])
-    rows = bench_nms(device, nms_sizes, args.nms_batches, args.repeats, args.warmup)
-    rows += bench_tokens(device, args.tokens, args.ratios, args.repeats, args.warmup)
+    only = set(args.only or ["nms", "tokens", "attention"])
+    rows = []
+    if "nms" in only:
+        rows += bench_nms(device, nms_sizes, args.nms_batches, args.repeats, args.warmup)
+    if "tokens" in only:
+        rows += bench_tokens(device, args.tokens, args.ratios, args.repeats, args.warmup)
+    if "attention" in only:
+        image = args.image or ([800, 1333] if gpu else [400, 667])
+        names = args.dtypes or (["float32", "bfloat16"] if gpu else ["float32"])
+        dtypes = [getattr(torch, name) for name in names]
+        classic = load_classic() if gpu else None
+        rows += bench_attention(device, dtypes, image, args.repeats, args.warmup, classic)
     print_table(rows)
     args.output.mkdir(parents=True, exist_ok=True)
     out = args.output / f"kernels_{device.type}.json"

@@ -6,9 +6,9 @@
 #
 #   tools/gpu_check.sh [RESULTS_DIR]      (or GPU_RESULTS=...; default gpu_results/)
 #
-# pytest is needed for the tests: if it is missing, wheels are installed from WHEELS_DIR
-# (default wheels/; make them where there is internet with
-# `pip download pytest -d wheels`). Exit status: non-zero if the build or any test failed.
+# pytest (tests) and ninja (the benchmark's just-in-time classic-kernel baseline): where
+# missing, they are installed from WHEELS_DIR (default wheels/; `make gpu-wheels` makes it
+# where there is internet). Exit status: non-zero if the build or any test failed.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -41,8 +41,8 @@ if [ -z "${CUDA_HOME:-}" ] && command -v nvcc > /dev/null; then
   export CUDA_HOME
 fi
 step build env FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-16} "$PYTHON" setup.py build_ext --inplace
-if ! "$PYTHON" -c "import pytest" 2> /dev/null && [ -d "$WHEELS_DIR" ]; then
-  step install_pytest "$PYTHON" -m pip install --no-index --find-links "$WHEELS_DIR" pytest
+if ! "$PYTHON" -c "import pytest, ninja" 2> /dev/null && [ -d "$WHEELS_DIR" ]; then
+  step install_wheels "$PYTHON" -m pip install --no-index --find-links "$WHEELS_DIR" pytest ninja
 fi
 
 export DETR_EFFICIENT_EXPECT_CUDA_BUILD=1
