@@ -34,7 +34,20 @@ __device__ __forceinline__ acc_t warp_sum(acc_t v) {
   return v;
 }
 
-// Pointers and sizes of one call; the warp index is (b * Q + q) * H + h.
+// This thread's warp: index (b * Q + q) * H + h, its batch b and head h, and its lane.
+struct WarpTask {
+  int64_t warp, b, h;
+  int lane;
+  bool active;
+};
+
+__device__ __forceinline__ WarpTask warp_task(const DeformShape& s) {
+  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
+  return {warp, warp / (s.heads * s.queries), warp % s.heads, static_cast<int>(threadIdx.x % kWarp),
+          warp < s.batch * s.queries * s.heads};
+}
+
+// Pointers and sizes of one call.
 template <typename acc_t>
 struct Layout {
   DeformShape s;
@@ -77,14 +90,13 @@ __device__ __forceinline__ void sample_lane(const Layout<acc_t>& in, const scala
 template <int kChunks, typename scalar_t, typename acc_t>
 __global__ void msda_forward_kernel(Layout<acc_t> in, const scalar_t* __restrict__ value,
                                     const acc_t* __restrict__ attention, scalar_t* __restrict__ out) {
-  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  const int lane = threadIdx.x % kWarp;
   const DeformShape& s = in.s;
-  if (warp >= s.batch * s.queries * s.heads) {
+  const WarpTask task = warp_task(s);
+  if (!task.active) {
     return;
   }
-  const int64_t h = warp % s.heads;
-  const int64_t b = warp / (s.heads * s.queries);
+  const int64_t warp = task.warp, b = task.b, h = task.h;
+  const int lane = task.lane;
   acc_t acc[kChunks] = {};
   acc_t sample[kChunks];
   for (int64_t l = 0; l < s.levels; ++l) {
@@ -112,14 +124,13 @@ __global__ void msda_backward_kernel(Layout<acc_t> in, const scalar_t* __restric
                                      const scalar_t* __restrict__ value, const acc_t* __restrict__ attention,
                                      acc_t* __restrict__ grad_value, acc_t* __restrict__ grad_locations,
                                      acc_t* __restrict__ grad_attention) {
-  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  const int lane = threadIdx.x % kWarp;
   const DeformShape& s = in.s;
-  if (warp >= s.batch * s.queries * s.heads) {
+  const WarpTask task = warp_task(s);
+  if (!task.active) {
     return;
   }
-  const int64_t h = warp % s.heads;
-  const int64_t b = warp / (s.heads * s.queries);
+  const int64_t warp = task.warp, b = task.b, h = task.h;
+  const int lane = task.lane;
   acc_t g[kChunks];
 #pragma unroll
   for (int i = 0; i < kChunks; ++i) {
@@ -166,14 +177,13 @@ template <int kChunks, typename scalar_t, typename acc_t>
 __global__ void kda_forward_kernel(Layout<acc_t> in, const scalar_t* __restrict__ query,
                                    const scalar_t* __restrict__ key, const scalar_t* __restrict__ value,
                                    scalar_t* __restrict__ out, acc_t* __restrict__ logsumexp) {
-  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  const int lane = threadIdx.x % kWarp;
   const DeformShape& s = in.s;
-  if (warp >= s.batch * s.queries * s.heads) {
+  const WarpTask task = warp_task(s);
+  if (!task.active) {
     return;
   }
-  const int64_t h = warp % s.heads;
-  const int64_t b = warp / (s.heads * s.queries);
+  const int64_t warp = task.warp, b = task.b, h = task.h;
+  const int lane = task.lane;
   const acc_t scale = acc_t(1) / sqrt(static_cast<acc_t>(s.channels));
   acc_t q[kChunks], acc[kChunks] = {}, key_sample[kChunks], value_sample[kChunks];
 #pragma unroll
@@ -230,14 +240,13 @@ __global__ void kda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict
                                     const acc_t* __restrict__ logsumexp, acc_t* __restrict__ grad_query,
                                     acc_t* __restrict__ grad_key, acc_t* __restrict__ grad_value,
                                     acc_t* __restrict__ grad_locations) {
-  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  const int lane = threadIdx.x % kWarp;
   const DeformShape& s = in.s;
-  if (warp >= s.batch * s.queries * s.heads) {
+  const WarpTask task = warp_task(s);
+  if (!task.active) {
     return;
   }
-  const int64_t h = warp % s.heads;
-  const int64_t b = warp / (s.heads * s.queries);
+  const int64_t warp = task.warp, b = task.b, h = task.h;
+  const int lane = task.lane;
   const acc_t scale = acc_t(1) / sqrt(static_cast<acc_t>(s.channels));
   acc_t g[kChunks], q[kChunks], d_query[kChunks] = {}, key_sample[kChunks], value_sample[kChunks];
   acc_t g_dot_out = 0;
