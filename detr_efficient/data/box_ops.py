@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from detectron2.structures import Boxes
 
+from detr_efficient.layers import box_ops as layer_box_ops
+from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy
+
 __all__ = [
     "box_cxcywh_normalized_to_xyxy",
     "box_cxcywh_to_xyxy",
@@ -19,14 +22,7 @@ def _tensor(boxes: torch.Tensor | Boxes) -> torch.Tensor:
 
 def box_xyxy_to_cxcywh(boxes: torch.Tensor | Boxes) -> torch.Tensor:
     """(..., 4) [x0, y0, x1, y1] → (..., 4) [cx, cy, w, h]."""
-    x0, y0, x1, y1 = _tensor(boxes).unbind(-1)
-    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
-
-
-def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
-    """(..., 4) [cx, cy, w, h] → (..., 4) [x0, y0, x1, y1]."""
-    cx, cy, w, h = boxes.unbind(-1)
-    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+    return layer_box_ops.box_xyxy_to_cxcywh(_tensor(boxes))
 
 
 def _scale(image_size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:

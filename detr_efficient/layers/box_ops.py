@@ -1,0 +1,65 @@
+"""Box utilities on plain tensors (torch only): format conversions, IoU / GIoU, and the
+inverse sigmoid used for iterative box refinement. Boxes are ``[..., 4]``."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = [
+    "box_area",
+    "box_cxcywh_to_xyxy",
+    "box_iou",
+    "box_xyxy_to_cxcywh",
+    "generalized_box_iou",
+    "inverse_sigmoid",
+]
+
+
+def box_xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
+    """``[..., 4]`` (x0, y0, x1, y1) → ``[..., 4]`` (cx, cy, w, h)."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    return torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], dim=-1)
+
+
+def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """``[..., 4]`` (cx, cy, w, h) → ``[..., 4]`` (x0, y0, x1, y1)."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """``[..., 4]`` xyxy → ``[...]`` area (negative extents count as zero)."""
+    return (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(
+        min=0
+    )
+
+
+def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairwise IoU and union of xyxy boxes ``[N, 4]`` x ``[M, 4]`` → ``([N, M], [N, M])``."""
+    area1, area2 = box_area(boxes1), box_area(boxes2)
+    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
+    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = (bottom_right - top_left).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    union = area1[:, None] + area2[None, :] - inter
+    return inter / union, union
+
+
+def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Pairwise generalised IoU of xyxy boxes ``[N, 4]`` x ``[M, 4]`` → ``[N, M]`` in [-1, 1].
+    Boxes must be well formed (x1 >= x0, y1 >= y0); degenerate ones raise a ValueError."""
+    for name, boxes in (("boxes1", boxes1), ("boxes2", boxes2)):
+        if not bool((boxes[:, 2:] >= boxes[:, :2]).all()):
+            raise ValueError(f"generalized_box_iou: '{name}' holds boxes with x1 < x0 or y1 < y0")
+    iou, union = box_iou(boxes1, boxes2)
+    top_left = torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2])
+    bottom_right = torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])
+    wh = (bottom_right - top_left).clamp(min=0)
+    hull = wh[..., 0] * wh[..., 1]
+    return iou - (hull - union) / hull
+
+
+def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``log(x / (1 - x))`` with ``x`` clamped to [0, 1] and both terms to at least ``eps``."""
+    x = x.clamp(min=0, max=1)
+    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
