@@ -12,6 +12,7 @@ __all__ = [
     "box_xyxy_to_cxcywh",
     "generalized_box_iou",
     "inverse_sigmoid",
+    "paired_generalized_box_iou",
 ]
 
 
@@ -57,6 +58,32 @@ def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Ten
     wh = (bottom_right - top_left).clamp(min=0)
     hull = wh[..., 0] * wh[..., 1]
     return iou - (hull - union) / hull
+
+
+def paired_generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Element-wise generalised IoU of xyxy boxes ``[..., 4]`` and ``[..., 4]`` (broadcast over
+    the leading dims, e.g. ``[N, 4]`` x ``[N, 4]`` → ``[N]``) in [-1, 1]. Boxes must be well
+    formed (x1 >= x0, y1 >= y0); degenerate ones raise a ValueError."""
+    for name, boxes in (("boxes1", boxes1), ("boxes2", boxes2)):
+        if boxes.shape[-1:] != (4,):
+            raise ValueError(
+                f"paired_generalized_box_iou: '{name}' must be [..., 4], got {tuple(boxes.shape)}"
+            )
+        if not bool((boxes[..., 2:] >= boxes[..., :2]).all()):
+            raise ValueError(
+                f"paired_generalized_box_iou: '{name}' holds boxes with x1 < x0 or y1 < y0"
+            )
+    inter_wh = (
+        torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+        - torch.maximum(boxes1[..., :2], boxes2[..., :2])
+    ).clamp(min=0)
+    inter = inter_wh[..., 0] * inter_wh[..., 1]
+    union = box_area(boxes1) + box_area(boxes2) - inter
+    hull_wh = torch.maximum(boxes1[..., 2:], boxes2[..., 2:]) - torch.minimum(
+        boxes1[..., :2], boxes2[..., :2]
+    )
+    hull = hull_wh[..., 0] * hull_wh[..., 1]
+    return inter / union - (hull - union) / hull
 
 
 def inverse_sigmoid(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
