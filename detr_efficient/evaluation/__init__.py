@@ -1,1 +1,30 @@
-"""COCO evaluation helpers around Detectron2's ``COCOEvaluator`` (pycocotools)."""
+"""COCO evaluation helpers around Detectron2's ``COCOEvaluator`` (pycocotools), and model
+analysis: parameters, fvcore flops with handles for the custom ops, speed and memory."""
+
+from .model_analysis import (
+    EXTRA_OP_HANDLES,
+    FlopReport,
+    analyze_flops,
+    count_flops,
+    count_parameters,
+    dummy_inputs,
+    encoder_flops,
+    key_aware_deform_attn_flops,
+    measure_speed,
+    ms_deform_attn_flops,
+    top_level_flops,
+)
+
+__all__ = [
+    "EXTRA_OP_HANDLES",
+    "FlopReport",
+    "analyze_flops",
+    "count_flops",
+    "count_parameters",
+    "dummy_inputs",
+    "encoder_flops",
+    "key_aware_deform_attn_flops",
+    "measure_speed",
+    "ms_deform_attn_flops",
+    "top_level_flops",
+]

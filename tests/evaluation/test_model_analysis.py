@@ -1,0 +1,175 @@
+"""Flop handles of the custom ops (on the attention modules alone) and the analysis helpers."""
+
+import pytest
+import torch
+from torch import nn
+
+from detr_efficient.evaluation import (
+    count_flops,
+    count_parameters,
+    dummy_inputs,
+    encoder_flops,
+    key_aware_deform_attn_flops,
+    measure_speed,
+    ms_deform_attn_flops,
+    top_level_flops,
+)
+from detr_efficient.layers import KeyAwareDeformableAttention, MultiScaleDeformableAttention
+
+# B=2, Q=5, C=32, H=2 (D=16), L=2 levels of 4x4 and 2x2 (S=20), P=3.
+B, Q, C, H, L, P = 2, 5, 32, 2, 2, 3
+D, S = C // H, 16 + 4
+
+
+class Call(nn.Module):
+    """Calls an attention module on fixed levels with (query, value, reference_points)."""
+
+    def __init__(self, attention: nn.Module) -> None:
+        super().__init__()
+        self.attention = attention
+        self.register_buffer("shapes", torch.tensor([[4, 4], [2, 2]]))
+        self.register_buffer("starts", torch.tensor([0, 16]))
+
+    def forward(self, query, value, reference_points):
+        return self.attention(
+            query,
+            value,
+            reference_points=reference_points,
+            spatial_shapes=self.shapes,
+            level_start_index=self.starts,
+        )
+
+
+def inputs():
+    generator = torch.Generator().manual_seed(0)
+    return (
+        torch.randn(B, Q, C, generator=generator),
+        torch.randn(B, S, C, generator=generator),
+        torch.rand(B, Q, L, 2, generator=generator),
+    )
+
+
+def test_formulas_by_hand():
+    # 2*5*2*2*3 = 120 sampled points of 16 channels.
+    assert ms_deform_attn_flops(B, Q, H, L, P, D) == 5 * 120 * 16 == 9600
+    assert key_aware_deform_attn_flops(B, Q, H, L, P, D) == 6 * 120 * 16
+    assert key_aware_deform_attn_flops(B, Q, H, L, P, D, shared_key=False) == 10 * 120 * 16
+
+
+def test_msda_module_count():
+    module = Call(MultiScaleDeformableAttention(C, H, L, P)).eval()
+    total, by_module = count_flops(module, inputs())
+    linears = {
+        "attention.sampling_offsets": B * Q * C * (H * L * P * 2),
+        "attention.attention_weights": B * Q * C * (H * L * P),
+        "attention.value_proj": B * S * C * C,
+        "attention.output_proj": B * Q * C * C,
+    }
+    for name, flops in linears.items():
+        assert by_module[name] == flops, name
+    msda = 5 * B * Q * H * L * P * D
+    assert total == by_module[""] == sum(linears.values()) + msda
+    assert by_module["attention"] == total
+
+
+def test_msda_count_follows_value_proj_ratio():
+    module = Call(MultiScaleDeformableAttention(C, H, L, P, value_proj_ratio=0.5)).eval()
+    total, by_module = count_flops(module, inputs())
+    linear = sum(v for k, v in by_module.items() if k.count(".") == 1)
+    assert total - linear == ms_deform_attn_flops(B, Q, H, L, P, C // 2 // H)
+
+
+@pytest.mark.parametrize("proj_key", [False, True])
+def test_kda_module_count(proj_key):
+    module = Call(KeyAwareDeformableAttention(C, H, L, P, proj_key=proj_key)).eval()
+    total, by_module = count_flops(module, inputs())
+    linears = {
+        "attention.sampling_offsets": B * Q * C * (H * L * P * 2),
+        "attention.query_proj": B * Q * C * C,
+        "attention.value_proj": B * S * C * C,
+        "attention.output_proj": B * Q * C * C,
+    }
+    if proj_key:
+        linears["attention.key_proj"] = B * S * C * C
+    for name, flops in linears.items():
+        assert by_module[name] == flops, name
+    kda = (10 if proj_key else 6) * B * Q * H * L * P * D
+    assert total == sum(linears.values()) + kda
+
+
+def test_native_multi_head_attention_is_counted():
+    mha = nn.MultiheadAttention(C, 4, batch_first=True).eval()
+
+    class SelfAttention(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = mha
+
+        def forward(self, x):
+            return self.mha(x, x, x, need_weights=False)[0]
+
+    x = torch.randn(B, Q, C)
+    total, _ = count_flops(SelfAttention(), (x,))
+    # q, k, v and output projections, then q k^T and attn v over all heads.
+    assert total == 4 * B * Q * C * C + 2 * B * Q * Q * C
+
+
+def test_module_selectors():
+    by_module = {
+        "": 100,
+        "backbone": 40,
+        "transformer": 60,
+        "transformer.encoder": 30,
+        "transformer.encoder.layers.0": 15,
+        "transformer.decoder": 20,
+        "head.text_encoder": 5,
+    }
+    assert top_level_flops(by_module) == {"backbone": 40, "transformer": 60}
+    assert encoder_flops(by_module) == {"transformer.encoder": 30, "head.text_encoder": 5}
+    assert encoder_flops({"": 1, "backbone": 1}) == {}
+
+
+def test_count_parameters_shared_counted_once():
+    shared = nn.Linear(4, 4)
+    model = nn.Module()
+    model.a = nn.Sequential(shared, nn.Linear(4, 2))
+    model.b = shared
+    model.scale = nn.Parameter(torch.ones(3), requires_grad=False)
+    counts = count_parameters(model)
+    assert counts["total"] == 20 + 10 + 3
+    assert counts["trainable"] == 30
+    assert counts["by_child"] == {"a": 30, "": 3}
+    assert sum(counts["by_child"].values()) == counts["total"]
+
+
+def test_dummy_inputs():
+    batch = dummy_inputs(2, (17, 23))
+    assert len(batch) == 2
+    assert batch[0]["image"].shape == (3, 17, 23) and batch[0]["image"].dtype == torch.uint8
+    assert (batch[0]["height"], batch[0]["width"]) == (17, 23)
+    assert not torch.equal(batch[0]["image"], batch[1]["image"])
+    default = dummy_inputs()[0]
+    assert default["image"].shape == (3, 850, 1040)
+    with pytest.raises(ValueError, match="batch_size"):
+        dummy_inputs(0)
+    with pytest.raises(ValueError, match="size"):
+        dummy_inputs(1, (10,))
+
+
+def test_measure_speed_cpu():
+    model = nn.Sequential(nn.Linear(8, 8)).eval()
+
+    class ListModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, batch):
+            return [self.inner(x["image"].float().flatten()[:8]) for x in batch]
+
+    stats = measure_speed(ListModel(), dummy_inputs(3, (4, 4)), warmup=1, iters=2)
+    assert stats["images_per_iter"] == 3 and stats["iters"] == 2
+    assert stats["fps"] > 0 and stats["device"] == "cpu"
+    assert stats["peak_memory_mb"] >= 0 and stats["memory_source"].startswith("cpu")
+    with pytest.raises(ValueError, match="iters"):
+        measure_speed(ListModel(), [], iters=0)
