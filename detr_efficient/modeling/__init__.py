@@ -1,2 +1,22 @@
 """Detectors: the shared core (backbone adapter, matcher, criterion, heads, post-processing)
 and one folder of deltas per method, registered in Detectron2's ``META_ARCH_REGISTRY``."""
+
+from .backbone import ChannelMapper, build_resnet, build_slim_resnet
+from .decoder import DeformableTransformerDecoder
+from .deformable_detr import DeformableDETR
+from .denoising import ContrastiveDenoising
+from .detector import DeformableDetectorBase
+from .dino import DINO
+from .encoder import DeformableTransformerEncoder
+
+__all__ = [
+    "DINO",
+    "ChannelMapper",
+    "ContrastiveDenoising",
+    "DeformableDETR",
+    "DeformableDetectorBase",
+    "DeformableTransformerDecoder",
+    "DeformableTransformerEncoder",
+    "build_resnet",
+    "build_slim_resnet",
+]

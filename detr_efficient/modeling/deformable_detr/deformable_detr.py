@@ -1,0 +1,109 @@
+"""Deformable DETR (Zhu et al., 2021) with iterative box refinement and two-stage."""
+
+from __future__ import annotations
+
+from detectron2.modeling import META_ARCH_REGISTRY
+from torch import nn
+
+from detr_efficient import ops
+from detr_efficient.layers import sine_embed_coords
+from detr_efficient.layers.box_ops import inverse_sigmoid
+
+from ..detector import DeformableDetectorBase
+from ..heads import box_head, class_head, reset_transformer_parameters
+from ..proposals import EncoderProposals
+
+__all__ = ["DeformableDETR"]
+
+
+@META_ARCH_REGISTRY.register()
+class DeformableDETR(DeformableDetectorBase):
+    """Deformable DETR, two-stage with iterative box refinement.
+
+    One class and box head per decoder layer plus one for the encoder proposals (the last
+    of ``class_heads`` / ``box_heads``). The ``num_queries`` proposals with the highest
+    first-class logit become the reference boxes; their sine embedding, projected
+    (``query_proj`` + ``query_norm``), is split into the query position and content. The
+    encoder loss is class-agnostic (criterion built with ``encoder_binary_class=True``) over
+    all proposals, as in the official code.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        neck: nn.Module,
+        position_embedding: nn.Module,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        criterion: nn.Module,
+        num_classes: int = 80,
+        num_queries: int = 300,
+        embed_dim: int = 256,
+        num_feature_levels: int = 4,
+        num_detections: int = 100,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            backbone,
+            neck,
+            position_embedding,
+            num_classes,
+            embed_dim,
+            num_feature_levels,
+            num_detections=num_detections,
+            **kwargs,
+        )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.criterion = criterion
+        self.num_queries = num_queries
+        stages = len(decoder.layers) + 1
+        self.class_heads = nn.ModuleList(class_head(embed_dim, num_classes) for _ in range(stages))
+        self.box_heads = nn.ModuleList(box_head(embed_dim) for _ in range(stages))
+        self.proposals = EncoderProposals(embed_dim)
+        self.query_proj = nn.Linear(2 * embed_dim, 2 * embed_dim)
+        self.query_norm = nn.LayerNorm(2 * embed_dim)
+        reset_transformer_parameters(self.encoder, self.decoder, self.proposals, self.query_proj)
+
+    def forward(self, batched_inputs: list[dict]):
+        images, mask = self.preprocess_images(batched_inputs)
+        token_map = self.token_map(images.tensor, mask)
+        memory = self.encoder(token_map)
+
+        output_memory, proposals, valid = self.proposals(
+            memory, token_map.padding_mask, token_map.shapes, token_map.valid_ratios
+        )
+        enc_logits = self.class_heads[-1](output_memory)
+        enc_coords = self.box_heads[-1](output_memory) + proposals
+        width = min(self.num_queries, memory.shape[1])
+        scores = enc_logits[..., 0].detach().float()
+        index = ops.select_topk(scores, width, valid=valid, max_k=width)
+        reference = ops.gather_tokens(enc_coords.detach(), index, check_index=False).sigmoid()
+        embedding = sine_embed_coords(reference, self.embed_dim // 2, exchange_xy=False)
+        embedding = self.query_norm(self.query_proj(embedding.to(memory.dtype)))
+        query_pos, content = embedding.split(self.embed_dim, dim=-1)
+
+        layers = len(self.decoder.layers)
+        hidden, references = self.decoder(
+            content,
+            reference,
+            token_map,
+            memory,
+            list(self.box_heads[:layers]),
+            query_pos=query_pos,
+        )
+        logits = [self.class_heads[i](h) for i, h in enumerate(hidden)]
+        boxes = [
+            (self.box_heads[i](h) + inverse_sigmoid(references[i])).sigmoid()
+            for i, h in enumerate(hidden)
+        ]
+        if not self.training:
+            return self.detections(logits[-1], boxes[-1], images, batched_inputs)
+
+        outputs = {"pred_logits": logits[-1], "pred_boxes": boxes[-1]}
+        outputs["aux_outputs"] = [
+            {"pred_logits": logits[i], "pred_boxes": boxes[i]} for i in range(layers - 1)
+        ]
+        outputs["enc_outputs"] = {"pred_logits": enc_logits, "pred_boxes": enc_coords.sigmoid()}
+        return self.criterion(outputs, self.prepare_targets(batched_inputs))

@@ -1,0 +1,125 @@
+"""What every deformable DETR here shares around its transformer: image normalisation and
+padding masks, backbone + channel mapper + position encodings → ``TokenMap``, targets in
+the normalised cxcywh form the losses use, and detections in Detectron2 form."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from detectron2.structures import ImageList
+from torch import nn
+
+from detr_efficient.layers.box_ops import box_xyxy_to_cxcywh
+
+from .multiscale import TokenMap, flatten_levels, level_masks
+from .postprocess import select_detections
+
+__all__ = ["DeformableDetectorBase"]
+
+
+class DeformableDetectorBase(nn.Module):
+    """Shared front and back end of a deformable DETR. Subclasses implement ``forward``.
+
+    backbone: a Detectron2 ``Backbone`` (``backbone.*`` parameters get the backbone lr);
+    neck: its features → ``num_feature_levels`` maps of ``embed_dim`` channels (e.g.
+    ``ChannelMapper``); position_embedding: padding mask ``[B, H, W]`` → ``[B, C, H, W]``.
+    Inputs are Detectron2 dicts with ``image`` (uint8 ``[3, H, W]`` in the mapper's format),
+    ``height``/``width`` (the original size) and, in training, ``instances``.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        neck: nn.Module,
+        position_embedding: nn.Module,
+        num_classes: int,
+        embed_dim: int = 256,
+        num_feature_levels: int = 4,
+        pixel_mean: Sequence[float] = (123.675, 116.280, 103.530),
+        pixel_std: Sequence[float] = (58.395, 57.120, 57.375),
+        size_divisibility: int = 0,
+        num_detections: int = 100,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1:
+            raise ValueError(
+                f"{type(self).__name__}: 'num_classes' must be >= 1, got {num_classes}"
+            )
+        self.backbone = backbone
+        self.neck = neck
+        self.position_embedding = position_embedding
+        self.num_classes = num_classes
+        self.embed_dim = embed_dim
+        self.num_detections = num_detections
+        self.size_divisibility = size_divisibility
+        self.level_embed = nn.Parameter(torch.empty(num_feature_levels, embed_dim))
+        nn.init.normal_(self.level_embed)
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def preprocess_images(self, batched_inputs: list[dict]) -> tuple[ImageList, torch.Tensor]:
+        """Normalised, zero-padded images and their padding mask bool ``[B, H, W]``."""
+        images = [
+            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
+        ]
+        images = ImageList.from_tensors(images, self.size_divisibility)
+        batch, _, height, width = images.tensor.shape
+        mask = torch.ones(batch, height, width, dtype=torch.bool, device=self.device)
+        for i, (h, w) in enumerate(images.image_sizes):
+            mask[i, :h, :w] = False
+        return images, mask
+
+    def token_map(self, images: torch.Tensor, mask: torch.Tensor) -> TokenMap:
+        """Backbone, neck and position encodings of ``[B, 3, H, W]`` images."""
+        features = self.neck(self.backbone(images))
+        if len(features) != self.level_embed.shape[0]:
+            raise ValueError(
+                f"{type(self).__name__}: the neck gives {len(features)} levels but "
+                f"num_feature_levels is {self.level_embed.shape[0]}"
+            )
+        masks = level_masks(mask, [tuple(f.shape[-2:]) for f in features])
+        positions = [self.position_embedding(m) for m in masks]
+        return flatten_levels(features, masks, positions, self.level_embed)
+
+    def prepare_targets(self, batched_inputs: list[dict]) -> list[dict[str, torch.Tensor]]:
+        """Per image {"labels": int64 [N], "boxes": [N, 4] cxcywh relative to the image}."""
+        targets = []
+        for x in batched_inputs:
+            if "instances" not in x:
+                raise ValueError(f"{type(self).__name__}: training inputs need 'instances'")
+            instances = x["instances"].to(self.device)
+            height, width = instances.image_size
+            scale = torch.tensor(
+                [width, height, width, height], dtype=torch.float32, device=self.device
+            )
+            boxes = box_xyxy_to_cxcywh(instances.gt_boxes.tensor.float()) / scale
+            labels = instances.gt_classes
+            if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
+                raise ValueError(
+                    f"{type(self).__name__}: gt_classes must be in [0, {self.num_classes}), got "
+                    f"{labels.unique().tolist()} (file {x.get('file_name', '?')})"
+                )
+            targets.append({"labels": labels, "boxes": boxes})
+        return targets
+
+    def detections(
+        self,
+        pred_logits: torch.Tensor,
+        pred_boxes: torch.Tensor,
+        images: ImageList,
+        batched_inputs: list[dict],
+    ) -> list[dict]:
+        """Eval-mode output: ``[{"instances": Instances}]`` in original image coordinates."""
+        output_sizes = [
+            (x.get("height", h), x.get("width", w))
+            for x, (h, w) in zip(batched_inputs, images.image_sizes, strict=True)
+        ]
+        results = select_detections(
+            pred_logits, pred_boxes, images.image_sizes, output_sizes, self.num_detections
+        )
+        return [{"instances": r} for r in results]

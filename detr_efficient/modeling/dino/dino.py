@@ -1,0 +1,141 @@
+"""DINO (Zhang et al., 2022): Deformable DETR two-stage with contrastive denoising, mixed
+query selection and look-forward-twice."""
+
+from __future__ import annotations
+
+import torch
+from detectron2.modeling import META_ARCH_REGISTRY
+from torch import nn
+
+from detr_efficient import ops
+from detr_efficient.layers.box_ops import inverse_sigmoid
+
+from ..denoising import ContrastiveDenoising, denoising_attn_mask
+from ..detector import DeformableDetectorBase
+from ..heads import box_head, class_head, reset_transformer_parameters
+from ..proposals import EncoderProposals
+
+__all__ = ["DINO"]
+
+
+@META_ARCH_REGISTRY.register()
+class DINO(DeformableDetectorBase):
+    """DINO 4-scale.
+
+    - Two-stage: every encoder token proposes a box (``proposals``, ``enc_class_head``,
+      ``enc_box_head``); the ``num_queries`` best by their top class score become the
+      decoder's reference boxes (detached).
+    - Mixed query selection: the queries' content is the learned ``query_content``, not the
+      selected tokens.
+    - Contrastive denoising (training): ``denoising`` builds noised ground-truth queries that
+      run in front of the matching queries, masked off from them.
+    - Look-forward-twice and query positions from boxes: see ``DeformableTransformerDecoder``
+      (built with ``query_pos_from_boxes=True, look_forward_twice=True, final_norm=True``).
+    - The class and box heads are shared by all decoder layers.
+
+    ``forward`` returns the weighted loss dict in training and ``[{"instances"}]`` in eval.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        neck: nn.Module,
+        position_embedding: nn.Module,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        criterion: nn.Module,
+        denoising: ContrastiveDenoising | None,
+        num_classes: int = 80,
+        num_queries: int = 900,
+        embed_dim: int = 256,
+        num_feature_levels: int = 4,
+        num_detections: int = 300,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            backbone,
+            neck,
+            position_embedding,
+            num_classes,
+            embed_dim,
+            num_feature_levels,
+            num_detections=num_detections,
+            **kwargs,
+        )
+        self.encoder = encoder
+        self.decoder = decoder
+        self.criterion = criterion
+        self.denoising = denoising
+        self.num_queries = num_queries
+        self.proposals = EncoderProposals(embed_dim)
+        self.enc_class_head = class_head(embed_dim, num_classes)
+        self.enc_box_head = box_head(embed_dim)
+        self.query_content = nn.Embedding(num_queries, embed_dim)
+        self.class_head = class_head(embed_dim, num_classes)
+        self.box_head = box_head(embed_dim)
+        reset_transformer_parameters(self.encoder, self.decoder, self.proposals)
+
+    def select_queries(self, token_map, memory):
+        """Two-stage selection → (reference boxes ``[B, K, 4]`` detached, encoder outputs for
+        the loss: logits ``[B, K, C]`` and boxes ``[B, K, 4]`` of the selected tokens)."""
+        output_memory, proposals, valid = self.proposals(
+            memory, token_map.padding_mask, token_map.shapes, token_map.valid_ratios
+        )
+        enc_logits = self.enc_class_head(output_memory)
+        enc_coords = self.enc_box_head(output_memory) + proposals  # [B, S, 4] unnormalised
+        width = min(self.num_queries, memory.shape[1])
+        scores = enc_logits.detach().float().amax(-1)
+        index = ops.select_topk(scores, width, valid=valid, max_k=width)
+        logits, coords = ops.gather_tokens_many([enc_logits, enc_coords], index, check_index=False)
+        return coords.detach().sigmoid(), logits, coords.sigmoid()
+
+    def forward(self, batched_inputs: list[dict]):
+        images, mask = self.preprocess_images(batched_inputs)
+        token_map = self.token_map(images.tensor, mask)
+        memory = self.encoder(token_map)
+        reference, enc_logits, enc_boxes = self.select_queries(token_map, memory)
+        batch, width = reference.shape[:2]
+        content = self.query_content.weight[:width][None].expand(batch, -1, -1)
+
+        targets = self.prepare_targets(batched_inputs) if self.training else None
+        dn = self.denoising(targets) if self.training and self.denoising is not None else None
+        attn_mask, dn_size = None, 0
+        if dn is not None:
+            dn_size = dn.content.shape[1]
+            content = torch.cat([dn.content.to(content.dtype), content], dim=1)
+            reference = torch.cat([dn.boxes.sigmoid(), reference], dim=1)
+            attn_mask = denoising_attn_mask(
+                dn.meta["num_groups"], dn.meta["group_size"], width, self.device
+            )
+
+        hidden, references = self.decoder(
+            content,
+            reference,
+            token_map,
+            memory,
+            [self.box_head] * len(self.decoder.layers),
+            self_attn_mask=attn_mask,
+        )
+        logits = [self.class_head(h) for h in hidden]
+        boxes = [
+            (self.box_head(h) + inverse_sigmoid(r)).sigmoid()
+            for h, r in zip(hidden, references[:-1], strict=True)
+        ]
+        if not self.training:
+            return self.detections(logits[-1], boxes[-1], images, batched_inputs)
+
+        def stage(i: int, part: slice) -> dict:
+            return {"pred_logits": logits[i][:, part], "pred_boxes": boxes[i][:, part]}
+
+        matching, denoising = slice(dn_size, None), slice(0, dn_size)
+        outputs = stage(-1, matching)
+        outputs["aux_outputs"] = [stage(i, matching) for i in range(len(hidden) - 1)]
+        outputs["enc_outputs"] = {"pred_logits": enc_logits, "pred_boxes": enc_boxes}
+        if dn is not None:
+            outputs["dn_outputs"] = stage(-1, denoising)
+            outputs["dn_outputs"]["aux_outputs"] = [
+                stage(i, denoising) for i in range(len(hidden) - 1)
+            ]
+            outputs["dn_outputs"]["dn_meta"] = dn.meta
+        return self.criterion(outputs, targets)
