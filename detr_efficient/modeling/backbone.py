@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem, BottleneckBlock, ResNet
 from torch import nn
 
@@ -70,30 +69,30 @@ def _conv_gn(in_channels: int, out_channels: int, kernel: int, stride: int, grou
 
 class ChannelMapper(nn.Module):
     """Backbone features ``{name: [B, C_name, H, W]}`` → ``num_outs`` maps ``[B, C, H_l,
-    W_l]``: a 1x1 conv + GroupNorm per input feature, then 3x3 stride-2 conv + GroupNorm
-    levels, the first on the last raw input feature and the rest on the previous output."""
+    W_l]``: a 1x1 conv + GroupNorm per input feature (``in_channels`` gives their widths),
+    then 3x3 stride-2 conv + GroupNorm levels, the first on the last raw input feature and
+    the rest on the previous output."""
 
     def __init__(
         self,
-        input_shapes: dict[str, ShapeSpec],
+        in_channels: Sequence[int] = (512, 1024, 2048),
         in_features: Sequence[str] = ("res3", "res4", "res5"),
         out_channels: int = 256,
         num_outs: int = 4,
         num_groups: int = 32,
     ) -> None:
         super().__init__()
-        missing = [name for name in in_features if name not in input_shapes]
-        if missing:
+        if len(in_channels) != len(in_features):
             raise ValueError(
-                f"ChannelMapper: in_features {missing} not among the backbone outputs "
-                f"{sorted(input_shapes)}"
+                f"ChannelMapper: {len(in_channels)} in_channels for {len(in_features)} "
+                f"in_features {list(in_features)}"
             )
         if num_outs < len(in_features):
             raise ValueError(
                 f"ChannelMapper: num_outs ({num_outs}) < number of in_features ({len(in_features)})"
             )
         self.in_features = list(in_features)
-        channels = [input_shapes[name].channels for name in self.in_features]
+        channels = list(in_channels)
         self.convs = nn.ModuleList(_conv_gn(c, out_channels, 1, 1, num_groups) for c in channels)
         extra_inputs = [channels[-1]] + [out_channels] * (num_outs - len(channels) - 1)
         self.extra_convs = nn.ModuleList(
@@ -106,6 +105,12 @@ class ChannelMapper(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def forward(self, features: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        missing = [name for name in self.in_features if name not in features]
+        if missing:
+            raise ValueError(
+                f"ChannelMapper: in_features {missing} not among the backbone outputs "
+                f"{sorted(features)}"
+            )
         inputs = [features[name] for name in self.in_features]
         outs = [conv(x) for conv, x in zip(self.convs, inputs, strict=True)]
         previous = inputs[-1]

@@ -1,0 +1,110 @@
+"""LazyCall builders for the pieces every deformable DETR config shares. Method configs call
+these with their sizes; everything stays overridable afterwards (``model.encoder.num_layers=3``,
+``model.encoder.layer.self_attn.num_points=8``, ...)."""
+
+from detectron2.config import LazyCall as L
+
+from detr_efficient.layers import (
+    DeformableDecoderLayer,
+    DeformableEncoderLayer,
+    MultiScaleDeformableAttention,
+    PositionEmbeddingSine,
+)
+from detr_efficient.modeling import (
+    ChannelMapper,
+    DeformableTransformerDecoder,
+    DeformableTransformerEncoder,
+    build_resnet,
+    build_slim_resnet,
+)
+from detr_efficient.modeling.criterion import SetCriterion
+from detr_efficient.modeling.matcher import HungarianMatcher
+
+
+def resnet(depth=50, freeze_at=1, norm="FrozenBN"):
+    """Detectron2 ResNet giving res3-res5 (ImageNet weights via ``train.init_checkpoint``)."""
+    return L(build_resnet)(
+        depth=depth, out_features=("res3", "res4", "res5"), norm=norm, freeze_at=freeze_at
+    )
+
+
+def slim_resnet(widths=(32, 64, 128, 256), blocks=(1, 1, 1, 1)):
+    """Narrow from-scratch ResNet for CPU-sized experiments."""
+    return L(build_slim_resnet)(widths=widths, blocks=blocks, out_features=("res3", "res4", "res5"))
+
+
+def channel_mapper(in_channels, embed_dim=256, num_levels=4, num_groups=32):
+    return L(ChannelMapper)(
+        in_channels=in_channels,
+        in_features=("res3", "res4", "res5"),
+        out_channels=embed_dim,
+        num_outs=num_levels,
+        num_groups=num_groups,
+    )
+
+
+def position_embedding(embed_dim=256, temperature=10000, offset=-0.5):
+    return L(PositionEmbeddingSine)(
+        num_feats=embed_dim // 2, temperature=temperature, normalize=True, offset=offset
+    )
+
+
+def attention(embed_dim=256, num_heads=8, num_levels=4, num_points=4, dropout=0.0):
+    return L(MultiScaleDeformableAttention)(
+        embed_dim=embed_dim,
+        num_heads=num_heads,
+        num_levels=num_levels,
+        num_points=num_points,
+        dropout=dropout,
+    )
+
+
+def encoder(
+    embed_dim=256, num_heads=8, num_levels=4, num_points=4, ffn_dim=1024, dropout=0.1, num_layers=6
+):
+    return L(DeformableTransformerEncoder)(
+        layer=L(DeformableEncoderLayer)(
+            self_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout),
+            embed_dim=embed_dim,
+            ffn_dim=ffn_dim,
+            dropout=dropout,
+        ),
+        num_layers=num_layers,
+    )
+
+
+def decoder(
+    embed_dim=256,
+    num_heads=8,
+    num_levels=4,
+    num_points=4,
+    ffn_dim=1024,
+    dropout=0.1,
+    num_layers=6,
+    dino=False,
+):
+    """``dino=True``: query positions from boxes, look-forward-twice and a final norm."""
+    return L(DeformableTransformerDecoder)(
+        layer=L(DeformableDecoderLayer)(
+            cross_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout),
+            embed_dim=embed_dim,
+            num_heads=num_heads,
+            ffn_dim=ffn_dim,
+            dropout=dropout,
+        ),
+        num_layers=num_layers,
+        embed_dim=embed_dim,
+        query_pos_from_boxes=dino,
+        look_forward_twice=dino,
+        final_norm=dino,
+    )
+
+
+def criterion(class_weight=1.0, encoder_binary_class=False):
+    """Matching costs class/bbox/giou 2/5/2; loss weights ``class_weight``/5/2."""
+    return L(SetCriterion)(
+        num_classes="${..num_classes}",
+        matcher=L(HungarianMatcher)(cost_class=2.0, cost_bbox=5.0, cost_giou=2.0),
+        weight_dict={"loss_class": class_weight, "loss_bbox": 5.0, "loss_giou": 2.0},
+        encoder_binary_class=encoder_binary_class,
+    )
