@@ -1,0 +1,36 @@
+"""A small DINO for the synthetic shapes dataset on a CPU: slim from-scratch ResNet,
+d=128, 4 levels, 2 encoder + 3 decoder layers, 100 queries, 5 classes."""
+
+from detectron2.config import LazyCall as L
+
+from detr_efficient.modeling import DINO, ContrastiveDenoising
+
+from ...common.models.deformable import (
+    channel_mapper,
+    criterion,
+    decoder,
+    encoder,
+    position_embedding,
+    slim_resnet,
+)
+
+model = L(DINO)(
+    backbone=slim_resnet(widths=(32, 64, 128, 256)),
+    neck=channel_mapper(in_channels=(64, 128, 256), embed_dim=128, num_groups=16),
+    position_embedding=position_embedding(embed_dim=128),
+    encoder=encoder(embed_dim=128, num_heads=4, ffn_dim=512, dropout=0.0, num_layers=2),
+    decoder=decoder(embed_dim=128, num_heads=4, ffn_dim=512, dropout=0.0, num_layers=3, dino=True),
+    criterion=criterion(class_weight=1.0),
+    denoising=L(ContrastiveDenoising)(
+        num_classes="${..num_classes}",
+        embed_dim="${..embed_dim}",
+        num_dn_queries=50,
+        label_noise_ratio=0.5,
+        box_noise_scale=1.0,
+    ),
+    num_classes=5,
+    num_queries=100,
+    embed_dim=128,
+    num_feature_levels=4,
+    num_detections=100,
+)
