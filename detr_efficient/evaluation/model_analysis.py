@@ -28,6 +28,7 @@ import contextlib
 import logging
 import math
 import operator
+import os
 import re
 import resource
 import sys
@@ -36,6 +37,7 @@ import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -47,11 +49,14 @@ __all__ = [
     "IGNORED_OPS",
     "FlopReport",
     "analyze_flops",
+    "build_inference_model",
     "count_flops",
     "count_parameters",
     "dummy_inputs",
     "encoder_flops",
     "key_aware_deform_attn_flops",
+    "load_checkpoint",
+    "load_config",
     "measure_speed",
     "ms_deform_attn_flops",
     "top_level_flops",
@@ -159,7 +164,8 @@ class FlopReport:
     unsupported: dict[str, int] = field(default_factory=dict)
 
 
-# Elementwise and reduction ops left uncounted on purpose (Detectron2's analysis list).
+# Elementwise and reduction ops left uncounted on purpose (Detectron2's analysis list, plus
+# two no-op tracing artefacts).
 IGNORED_OPS = (
     "aten::add",
     "aten::add_",
@@ -186,6 +192,8 @@ IGNORED_OPS = (
     "aten::sqrt",
     "aten::sub",
     "torchvision::nms",
+    "aten::resolve_conj",  # tracing artefacts, no arithmetic
+    "aten::resolve_neg",
 )
 
 
@@ -439,3 +447,52 @@ def measure_speed(model: nn.Module, inputs: Any, warmup: int = 3, iters: int = 1
         "peak_memory_mb": peak_mb,
         "memory_source": source,
     }
+
+
+# --------------------------------------------------------------------------- building models
+
+
+def load_config(config_file: str | os.PathLike, overrides: Sequence[str] = ()):
+    """``LazyConfig.load(config_file)`` with ``key=value`` ``overrides`` applied; the config
+    must define ``model``."""
+    from detectron2.config import LazyConfig
+
+    path = Path(config_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {config_file}")
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(str(path)), list(overrides))
+    if "model" not in cfg:
+        raise KeyError(f"config file {config_file} defines no 'model'")
+    return cfg
+
+
+def load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike) -> None:
+    """Load weights with Detectron2's ``DetectionCheckpointer``: a ``torch.save`` file with a
+    ``"model"`` state dict (or a bare state dict), a Detectron2 ``.pkl``, or a URL it knows.
+    Missing and unexpected keys are logged by the checkpointer. Raises ``FileNotFoundError``
+    for a missing local file and ``ValueError`` for one that cannot be loaded."""
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    checkpoint = str(checkpoint)
+    if "://" not in checkpoint and not Path(checkpoint).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    try:
+        DetectionCheckpointer(model).load(checkpoint)
+    except Exception as e:  # unreadable file, bad pickle, unreachable URL, ...
+        raise ValueError(f"cannot load checkpoint {checkpoint}: {e}") from e
+
+
+def build_inference_model(
+    cfg, device: str | torch.device = "cpu", checkpoint: str | os.PathLike | None = None
+) -> nn.Module:
+    """``instantiate(cfg.model)`` on ``device`` in eval mode, with ``checkpoint`` loaded when
+    given (see :func:`load_checkpoint`)."""
+    from detectron2.config import instantiate
+
+    model = instantiate(cfg.model)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"cfg.model must build an nn.Module, got {type(model).__name__}")
+    model.to(device).eval()
+    if checkpoint:
+        load_checkpoint(model, checkpoint)
+    return model
