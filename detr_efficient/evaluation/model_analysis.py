@@ -1,5 +1,7 @@
 """Model analysis: parameter counts, fvcore flop counts with handles for the project's custom
-ops, inference speed and peak memory, and the dummy inputs of the analysis protocol.
+ops, inference speed and peak memory, the dummy inputs of the analysis protocol, and building
+an eval-mode model from a LazyConfig (used by ``tools/analyze_model.py`` and
+``tools/predict.py``).
 
 Flop convention (fvcore's): one multiply-add = 1 flop. Elementwise and reduction ops
 (additions, softmax, sigmoid, ...) are not counted, as in Detectron2's analysis tool.

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import load_tool
+from conftest import REPO, load_tool
 from PIL import Image
 
 from detr_efficient.evaluation import build_inference_model, load_config
@@ -128,3 +128,33 @@ def test_clear_errors(tool, stand_in_config, checkpoint, images, tmp_path):
     with pytest.raises(SystemExit, match="predicts class .* has 5 classes"):
         extra = ["--score-threshold", "0", "model.num_classes=80"]
         tool.main(argv(stand_in_config, checkpoint, [single], out, *extra))
+
+
+SMALL_CONFIGS = [
+    "configs/dino/dino_shapes_cpu.py",
+    "configs/deformable_detr/deformable_detr_shapes_cpu.py",
+]
+
+
+@pytest.mark.parametrize("config", SMALL_CONFIGS)
+def test_small_real_configs(tool, config, tmp_path):
+    """The real detectors keep the contract: boxes in original-image coordinates."""
+    path = REPO / config
+    if not path.is_file():
+        pytest.skip(f"{config} not written yet")
+    overrides = ["train.init_checkpoint="]
+    model = build_inference_model(load_config(path, overrides))
+    checkpoint = tmp_path / "random.pth"
+    torch.save({"model": model.state_dict()}, checkpoint)
+    image = tmp_path / "img.png"
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (150, 310, 3), dtype=np.uint8)).save(image)
+    out = tmp_path / "out"
+    extra = ["--score-threshold", "0", *overrides]
+    assert tool.main(argv(path, checkpoint, [image], out, *extra)) == 0
+    results = json.loads((out / "predictions.json").read_text())
+    assert results and (out / "img.png").is_file()
+    for r in results:
+        x, y, w, h = r["bbox"]
+        assert min(x, y) >= -1e-3 and x + w <= 310 + 1e-3 and y + h <= 150 + 1e-3
+        assert 1 <= r["category_id"] <= 5
