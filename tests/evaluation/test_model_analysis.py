@@ -114,6 +114,16 @@ def test_native_multi_head_attention_is_counted():
     assert total == 4 * B * Q * C * C + 2 * B * Q * Q * C
 
 
+def test_scaled_dot_product_attention_is_counted():
+    class Attend(nn.Module):
+        def forward(self, q, k, v):
+            return nn.functional.scaled_dot_product_attention(q, k, v)
+
+    q, k, v = torch.randn(2, 3, 5, 8), torch.randn(2, 3, 7, 8), torch.randn(2, 3, 7, 4)
+    total, _ = count_flops(Attend(), (q, k, v))
+    assert total == 2 * 3 * 5 * 7 * (8 + 4)
+
+
 def test_module_selectors():
     by_module = {
         "": 100,
