@@ -1,0 +1,102 @@
+"""Atomic checkpoints: every file is written to a temporary name in its directory and then
+moved into place, so a crash never leaves a partial checkpoint or a dangling
+``last_checkpoint``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import HookBase
+from detectron2.utils import comm
+
+from .rng import capture_rng_state
+
+__all__ = ["PeriodicCheckpointHook", "TrainCheckpointer", "atomic_write", "atomic_torch_save"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``.
+
+    On any error the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # the mode a plain open() would give
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)``, atomically."""
+    atomic_write(path, lambda f: torch.save(obj, f))
+
+
+class TrainCheckpointer(DetectionCheckpointer):
+    """``DetectionCheckpointer`` whose checkpoint files and ``last_checkpoint`` tag are
+    written atomically (local paths only)."""
+
+    def save(self, name: str, **kwargs) -> None:
+        if not self.save_dir or not self.save_to_disk:
+            return
+        data = {"model": self.model.state_dict()}
+        data.update({key: obj.state_dict() for key, obj in self.checkpointables.items()})
+        data.update(kwargs)
+        path = os.path.join(self.save_dir, f"{name}.pth")
+        self.logger.info("Saving checkpoint to %s", path)
+        atomic_torch_save(data, path)
+        self.tag_last_checkpoint(os.path.basename(path))
+
+    def tag_last_checkpoint(self, last_filename_basename: str) -> None:
+        tag = os.path.join(self.save_dir, "last_checkpoint")
+        atomic_write(tag, lambda f: f.write(last_filename_basename.encode()))
+
+
+class PeriodicCheckpointHook(HookBase):
+    """Saves ``model_{iter:07d}.pth`` every ``period`` iterations and ``model_final.pth`` after
+    the last one, keeping the newest ``max_to_keep`` periodic files (None: all).
+
+    Every process's RNG state is gathered into ``"rng_states"`` (indexed by rank), so a
+    resumed run continues each process's random stream exactly.
+    """
+
+    def __init__(self, checkpointer: TrainCheckpointer, period: int, max_to_keep: int | None):
+        self.checkpointer, self.period, self.max_to_keep = checkpointer, period, max_to_keep
+        self._saved: list[str] = []
+
+    def after_step(self) -> None:
+        done = self.trainer.iter + 1
+        if done >= self.trainer.max_iter:
+            self._save("model_final")
+        elif done % self.period == 0:
+            self._save(f"model_{self.trainer.iter:07d}")
+            self._prune()
+
+    def _save(self, name: str) -> None:
+        rng_states = comm.all_gather(capture_rng_state())
+        self.checkpointer.save(name, rng_states=rng_states)
+        self._saved.append(os.path.join(self.checkpointer.save_dir, f"{name}.pth"))
+
+    def _prune(self) -> None:
+        if self.max_to_keep is None or not comm.is_main_process():
+            return
+        while len(self._saved) > self.max_to_keep:
+            Path(self._saved.pop(0)).unlink(missing_ok=True)

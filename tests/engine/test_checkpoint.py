@@ -1,0 +1,85 @@
+"""Atomic checkpoint files, weights-only loading, and RNG state capture/restore."""
+
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from detr_efficient.engine import (
+    TrainCheckpointer,
+    atomic_torch_save,
+    atomic_write,
+    capture_rng_state,
+    restore_rng_state,
+    seeded_rng,
+)
+
+
+def _draws():
+    return random.random(), float(np.random.rand())  # noqa: NPY002, torch.rand(2).tolist()
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path):
+    path = tmp_path / "model.pth"
+    atomic_torch_save({"step": 1}, path)
+
+    def write_then_fail(f):
+        f.write(b"partial bytes")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(path, write_then_fail)
+    with pytest.raises(Exception):  # noqa: B017  (any pickling error)
+        atomic_torch_save({"not picklable": lambda: 0}, path)
+    assert os.listdir(tmp_path) == ["model.pth"]  # no temporary file left
+    assert torch.load(path) == {"step": 1}  # the previous checkpoint is intact
+
+    missing = tmp_path / "new.pth"
+    with pytest.raises(OSError):
+        atomic_write(missing, write_then_fail)
+    assert not missing.exists()
+
+
+def test_checkpointer_saves_weights_only_loadable_files(tmp_path):
+    model = nn.Linear(2, 2)
+    optimizer = torch.optim.AdamW(model.parameters())
+    model(torch.ones(1, 2)).sum().backward()
+    optimizer.step()
+    checkpointer = TrainCheckpointer(model, str(tmp_path), optimizer=optimizer)
+    checkpointer.save("model_0000009", iteration=9, rng_states=[capture_rng_state()])
+    assert (tmp_path / "last_checkpoint").read_text() == "model_0000009.pth"
+    assert oct((tmp_path / "model_0000009.pth").stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    data = torch.load(tmp_path / "model_0000009.pth", weights_only=True)
+    assert data["iteration"] == 9
+    assert torch.equal(data["model"]["weight"], model.weight)
+    assert data["optimizer"]["state"][0]["step"] == 1
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_rng_state_round_trip_through_weights_only_load(tmp_path):
+    random.gauss(0, 1)  # python keeps a cached gaussian
+    np.random.standard_normal()  # noqa: NPY002  (numpy too)
+    atomic_torch_save(capture_rng_state(), tmp_path / "rng.pth")
+    expected = _draws()
+    _draws()
+    restore_rng_state(torch.load(tmp_path / "rng.pth", weights_only=True))
+    assert _draws() == expected
+
+
+def test_seeded_rng_is_reproducible_and_leaves_global_state_alone():
+    state = capture_rng_state()
+    with seeded_rng(7):
+        first = _draws()
+    after = _draws()
+    restore_rng_state(state)
+    with seeded_rng(7):
+        assert _draws() == first
+    assert _draws() == after
