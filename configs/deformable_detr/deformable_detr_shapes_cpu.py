@@ -1,0 +1,8 @@
+"""A small two-stage Deformable DETR on the synthetic shapes dataset, sized for a CPU."""
+
+from ..dino.dino_shapes_cpu import dataloader, lr_multiplier, optimizer, train
+from .models.deformable_detr_shapes import model
+
+__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
+
+train.output_dir = "./output/deformable_detr_shapes_cpu"
