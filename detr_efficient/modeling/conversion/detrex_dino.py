@@ -1,0 +1,58 @@
+"""detrex ``projects/dino`` checkpoints (Detectron2 ResNet, 80 classes) → our ``DINO``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from .core import Conversion, Converter
+from .dino_official import drop_shared_decoder_heads
+from .layouts import (
+    WB,
+    decoder_layer_count,
+    detrex_decoder_rules,
+    detrex_encoder_rules,
+    detrex_neck_rules,
+    drop_head_aliases,
+    take_class_head,
+)
+
+__all__ = ["convert"]
+
+
+def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
+    """detrex DINO keeps ``num_layers + 1`` class / box heads: one per decoder layer and the
+    last for the encoder proposals. The encoder's become ``enc_class_head`` /
+    ``enc_box_head``; the decoder's must all be equal (our DINO shares them) or the
+    conversion fails, naming the first head that differs."""
+    c = Converter("detrex-dino", state_dict)
+    num_layers = decoder_layer_count(c)
+    c.rename(
+        [
+            (r"(backbone\..*)", r"\1"),
+            *detrex_neck_rules(),
+            *detrex_encoder_rules("transformer.encoder.layers."),
+            *detrex_decoder_rules("transformer.decoder.layers."),
+            (r"transformer\.level_embeds", "level_embed"),
+            (r"transformer\.tgt_embed\.weight", "query_content.weight"),
+            (rf"transformer\.enc_output\.{WB}", r"proposals.output.\1"),
+            (rf"transformer\.enc_output_norm\.{WB}", r"proposals.norm.\1"),
+            (
+                rf"transformer\.decoder\.ref_point_head\.layers\.(\d+)\.{WB}",
+                r"decoder.ref_point_head.layers.\1.\2",
+            ),
+            (rf"transformer\.decoder\.norm\.{WB}", r"decoder.norm.\1"),
+            (
+                rf"bbox_embed\.{num_layers}\.layers\.(\d+)\.{WB}",
+                r"enc_box_head.layers.\1.\2",
+            ),
+            (rf"bbox_embed\.0\.layers\.(\d+)\.{WB}", r"box_head.layers.\1.\2"),
+            (r"label_enc\.weight", "denoising.label_embed.weight"),
+        ]
+    )
+    take_class_head(c, f"class_embed.{num_layers}", "enc_class_head")
+    take_class_head(c, "class_embed.0", "class_head")
+    drop_shared_decoder_heads(c, num_layers)
+    drop_head_aliases(c)
+    return c.finish()
