@@ -1,0 +1,154 @@
+#!/usr/bin/env python
+"""Convert public DETR-family checkpoints and ImageNet ResNets to this library's format.
+
+    tools/convert_checkpoint.py --source dino-official --input checkpoint0011_4scale.pth \\
+        --output dino_r50_official.pth [--config-file configs/dino/models/dino_r50.py] \\
+        [--trust] [--model-key model] [key=value ...]
+
+Sources: dino-official (IDEA-Research/DINO), detrex-dino, deformable-detr-official
+(fundamentalvision/Deformable-DETR, two-stage + box refinement), detrex-deformable-detr,
+torchvision-resnet (ImageNet weights → ``backbone.*`` for ``train.init_checkpoint``).
+Detectron2 ``.pkl`` ImageNet weights need no conversion: point ``train.init_checkpoint`` at
+them directly.
+
+The input is read with ``torch.load(weights_only=True)`` (``detr_efficient.compat``
+allow-lists the ``argparse.Namespace`` and numpy data the official checkpoints carry); files
+pickling other Python objects need ``--trust``, which unpickles arbitrary objects: use it
+only on files from a source you trust. With
+``--config-file`` (and overrides) the model is built and the converted weights must fit it
+exactly (a subset of its keys for torchvision-resnet). The output ``{"model": ...}`` is
+written atomically. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import detr_efficient  # noqa: F401  (first: makes Detectron2 v0.6 work on this stack)
+
+# isort: split
+import torch
+
+from detr_efficient.modeling.conversion import (
+    PARTIAL_SOURCES,
+    SOURCES,
+    ConversionError,
+    convert_with_report,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--source", required=True, choices=sorted(SOURCES))
+    parser.add_argument("--input", required=True, help="checkpoint to convert (.pth)")
+    parser.add_argument("--output", required=True, help="where to write {'model': ...}")
+    parser.add_argument("--config-file", help="LazyConfig whose 'model' the weights must fit")
+    parser.add_argument(
+        "--trust",
+        action="store_true",
+        help="allow arbitrary pickled objects in --input (weights_only=False); only for "
+        "files from a trusted source",
+    )
+    parser.add_argument(
+        "--model-key",
+        default="model",
+        help="entry of the input holding the state dict (default 'model'; e.g. 'ema_model'); "
+        "a bare state dict is used as is",
+    )
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
+    args = parser.parse_args(argv)
+    if args.opts and not args.config_file:
+        parser.error(f"overrides {args.opts} need --config-file")
+    return args
+
+
+class ToolError(RuntimeError):
+    """A problem with the inputs, reported without a traceback."""
+
+
+def load_checkpoint(path: Path, trust: bool) -> object:
+    if not path.is_file():
+        raise ToolError(f"--input {path}: no such file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as error:
+        if trust:
+            raise
+        lines = str(error).strip().splitlines()
+        detail = next((line for line in lines if "Unsupported global" in line), lines[-1])
+        raise ToolError(
+            f"--input {path} holds pickled Python objects that weights_only=True refuses. If "
+            f"you trust where the file comes from, rerun with --trust. ({detail.strip()[:300]})"
+        ) from None
+
+
+def extract_state_dict(checkpoint: object, key: str) -> Mapping[str, torch.Tensor]:
+    """``checkpoint[key]`` if present, else the checkpoint itself when it is a state dict."""
+    if isinstance(checkpoint, Mapping):
+        if isinstance(checkpoint.get(key), Mapping):
+            return checkpoint[key]
+        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+            return checkpoint
+        raise ToolError(
+            f"--input has no state dict under {key!r} and is not one itself; its top-level "
+            f"keys: {sorted(map(str, checkpoint))[:20]} (choose one with --model-key)"
+        )
+    raise ToolError(f"--input holds a {type(checkpoint).__name__}, not a dict of tensors")
+
+
+def build_model(config_file: str, opts: list[str]) -> torch.nn.Module:
+    from detectron2.config import LazyConfig, instantiate
+
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(config_file), opts)
+    if "model" not in cfg:
+        raise ToolError(f"--config-file {config_file} defines no 'model'")
+    return instantiate(cfg.model)
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file next to ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(obj, f)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> str:
+    checkpoint = load_checkpoint(Path(args.input), args.trust)
+    state_dict = extract_state_dict(checkpoint, args.model_key)
+    model = build_model(args.config_file, args.opts) if args.config_file else None
+    conversion = convert_with_report(state_dict, args.source, reference=model)
+    if model is not None:  # the proof: the model accepts the weights
+        partial = args.source in PARTIAL_SOURCES
+        model.load_state_dict(conversion.state_dict, strict=not partial)
+    output = Path(args.output)
+    save_atomic({"model": conversion.state_dict}, output)
+    checked = f"; fits {args.config_file}" if model is not None else ""
+    return f"{conversion.summary()}\nwrote {output}{checked}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        print(run(args))
+    except (ToolError, ConversionError) as error:
+        print(f"convert_checkpoint: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
