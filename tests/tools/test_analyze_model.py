@@ -90,6 +90,7 @@ def test_clear_errors(tool, stand_in_config, tmp_path):
         tool.main(["--config-file", str(stand_in_config), "--tasks", "flop"])
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and Detectron2: ~10 s on 2 cores
 def test_command_line(stand_in_config, tmp_path):
     out = tmp_path / "cli.json"
     cmd = [sys.executable, str(REPO / "tools" / "analyze_model.py")]
@@ -111,7 +112,7 @@ def test_small_real_configs(tool, config, tmp_path):
         pytest.skip(f"{config} not written yet")
     out = tmp_path / "real.json"
     argv = ["--config-file", str(REPO / config), "--tasks", "params", "flops"]
-    argv += ["--size", "256", "256", "--json", str(out), "train.init_checkpoint="]
+    argv += ["--size", "128", "128", "--json", str(out), "train.init_checkpoint="]
     assert tool.main(argv) == 0
     result = json.loads(out.read_text())
     assert result["params"]["total"] > 0
