@@ -15,6 +15,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .amp import Precision
 from .checkpoint import PeriodicCheckpointHook, TrainCheckpointer
+from .config import check_train_config
 from .ema import ModelEMA
 from .rng import preserved_rng, restore_rng_state
 from .train_loader import build_train_loader
@@ -63,6 +64,7 @@ def build_trainer(cfg) -> Trainer:
     """Model, optimizer, resumable loader, trainer and its hooks (timer, lr schedule,
     checkpoints, evaluation, writers). The checkpointer is ``trainer.checkpointer``."""
     train = cfg.train
+    check_train_config(train)
     model = build_model(cfg)
     cfg.optimizer.params.model = model
     optimizer = instantiate(cfg.optimizer)
@@ -152,6 +154,7 @@ def do_train(cfg, resume: bool = False, extra_hooks=()) -> Trainer:
 def do_eval(cfg) -> dict:
     """Evaluate the weights of ``cfg.train.init_checkpoint``; with ``train.model_ema`` enabled
     and ``eval_with_ema``, its EMA weights when the checkpoint has them."""
+    check_train_config(cfg.train)
     model = build_model(cfg)
     if not cfg.train.init_checkpoint:
         logger.warning("train.init_checkpoint is empty: evaluating a randomly initialized model")

@@ -139,6 +139,8 @@ class ResumableTrainLoader:
         aspect_ratio_grouping: bool = True,
         seed: int = 0,
     ):
+        if not callable(mapper):
+            raise ValueError(f"dataloader.train.mapper must be a callable, got {mapper!r}")
         world, rank = comm.get_world_size(), comm.get_rank()
         if total_batch_size <= 0 or total_batch_size % world:
             raise ValueError(

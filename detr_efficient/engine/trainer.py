@@ -46,6 +46,7 @@ class Trainer(TrainerBase):
         self.max_grad_norm, self.grad_norm_type = max_grad_norm, grad_norm_type
         self._params = [p for group in optimizer.param_groups for p in group["params"]]
         self._data_iter = None
+        self.checkpointer = None  # set by ``build_trainer``; it saves ``state_dict()``
 
     def before_train(self) -> None:
         self._data_iter = self.data_loader.iter_from(self.start_iter)
