@@ -1,0 +1,124 @@
+"""DINO and Deformable DETR end to end on small configs: losses, gradients, detections in
+original coordinates, kernels vs the pure-PyTorch attention, bf16, reference sizes."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.config import LazyConfig, instantiate
+from detectron2.structures import Boxes, Instances
+
+REPO = Path(__file__).resolve().parents[2]
+SMALL = {
+    "dino": "configs/dino/models/dino_shapes.py",
+    "deformable_detr": "configs/deformable_detr/models/deformable_detr_shapes.py",
+}
+
+
+def _model(name: str, **overrides):
+    cfg = LazyConfig.load(str(REPO / SMALL[name]))
+    cfg = LazyConfig.apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
+    torch.manual_seed(0)
+    return instantiate(cfg.model)
+
+
+def _sample(height: int, width: int, boxes: list, classes: list, original=None) -> dict:
+    instances = Instances((height, width))
+    instances.gt_boxes = Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4))
+    instances.gt_classes = torch.tensor(classes, dtype=torch.int64)
+    g = torch.Generator().manual_seed(height * 1000 + width)
+    oh, ow = original or (height, width)
+    return {
+        "image": torch.randint(0, 256, (3, height, width), dtype=torch.uint8, generator=g),
+        "height": oh,
+        "width": ow,
+        "instances": instances,
+    }
+
+
+def _batch():
+    return [
+        _sample(96, 128, [[10, 10, 50, 60], [60, 20, 120, 90]], [1, 3], original=(48, 64)),
+        _sample(80, 80, [], []),
+    ]
+
+
+@pytest.mark.parametrize("name", ["dino", "deformable_detr"])
+def test_training_losses_are_finite_and_every_parameter_gets_a_gradient(name):
+    model = _model(name)
+    model.train()
+    losses = model(_batch())
+    stages = ["", "_0", "_1", "_enc"] + (["_dn", "_dn_0", "_dn_1"] if name == "dino" else [])
+    expected = {f"loss_{kind}{stage}" for kind in ("class", "bbox", "giou") for stage in stages}
+    assert set(losses) == expected
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+
+
+@pytest.mark.parametrize("name", ["dino", "deformable_detr"])
+def test_detections_are_in_original_image_coordinates(name):
+    model = _model(name, **{"model.num_detections": 7})
+    model.eval()
+    with torch.no_grad():
+        outputs = model(_batch())
+    first, second = (o["instances"] for o in outputs)
+    assert first.image_size == (48, 64) and second.image_size == (80, 80)
+    assert len(first) == 7 and len(second) == 7
+    boxes = first.pred_boxes.tensor
+    assert (boxes[:, 0::2] >= 0).all() and (boxes[:, 0::2] <= 64).all()
+    assert (boxes[:, 1::2] >= 0).all() and (boxes[:, 1::2] <= 48).all()
+    assert ((first.scores >= 0) & (first.scores <= 1)).all()
+    assert (first.pred_classes < 5).all()
+
+
+@pytest.mark.parametrize("name", ["dino", "deformable_detr"])
+def test_kernel_and_reference_attention_give_the_same_model_outputs(name):
+    paths = [
+        "model.encoder.layer.self_attn.use_reference",
+        "model.decoder.layer.cross_attn.use_reference",
+    ]
+    kernel = _model(name)
+    reference = _model(name, **{p: True for p in paths})
+    reference.load_state_dict(kernel.state_dict())
+    for m in (kernel, reference):
+        m.eval()
+    with torch.no_grad():
+        a, b = kernel(_batch()), reference(_batch())
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x["instances"].scores, y["instances"].scores, atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            x["instances"].pred_boxes.tensor, y["instances"].pred_boxes.tensor, atol=1e-3, rtol=0
+        )
+
+
+def test_dino_trains_under_bf16_autocast():
+    model = _model("dino")
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(_batch())
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+
+
+def test_training_without_instances_is_a_clear_error():
+    model = _model("dino")
+    model.train()
+    batch = _batch()
+    del batch[0]["instances"]
+    with pytest.raises(ValueError, match="instances"):
+        model(batch)
+
+
+@pytest.mark.parametrize(
+    "path, low, high",
+    [
+        ("configs/dino/models/dino_r50.py", 46.0e6, 48.0e6),  # DINO-4scale R50: ~47M
+        ("configs/deformable_detr/models/deformable_detr_r50.py", 40.0e6, 41.5e6),  # ~40-41M
+    ],
+)
+def test_reference_configs_have_the_papers_parameter_counts(path, low, high):
+    model = instantiate(LazyConfig.load(str(REPO / path)).model)
+    count = sum(p.numel() for p in model.parameters())
+    assert low <= count <= high
