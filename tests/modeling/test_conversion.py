@@ -195,11 +195,12 @@ def detrex_dino(ours: dict, layers: int = 6) -> dict:
         "denoising.label_embed.": "label_enc.",
     }
     for k, v in rest.items():
-        if not k.startswith(("class_head.", "box_head.", "enc_class_head.", "enc_box_head.")):
+        if not k.startswith(("class_head", "box_head", "enc_class_head.", "enc_box_head.")):
             out[rename_layer(k, renames)] = v
+    shared = "class_head.weight" in ours
     for i in range(layers):  # deep copies, trained apart in detrex: equal only by construction
-        heads(out, "class", i, "class_head", rest)
-        heads(out, "bbox", i, "box_head", rest)
+        heads(out, "class", i, "class_head" if shared else f"class_heads.{i}", rest)
+        heads(out, "bbox", i, "box_head" if shared else f"box_heads.{i}", rest)
     heads(out, "class", layers, "enc_class_head", rest)
     heads(out, "bbox", layers, "enc_box_head", rest)
     return out
@@ -426,13 +427,29 @@ def test_partial_source_checks_subset_only(dino):
         convert(tv, "torchvision-resnet", reference=dino[0])
 
 
-def test_detrex_dino_per_layer_heads_are_refused(dino):
-    """detrex trains one class / box head per decoder layer; our DINO shares one."""
-    _, ours = dino
+def test_detrex_dino_per_layer_heads_load_into_an_unshared_dino():
+    """detrex trains one class / box head per decoder layer: they convert into a DINO built
+    with ``share_heads=False``, layer by layer."""
+    cfg = LazyConfig.load("configs/dino/models/dino_r50.py")
+    cfg = LazyConfig.apply_overrides(
+        cfg,
+        [
+            "model.share_heads=False",
+            "model.backbone.depth=18",
+            "model.neck.in_channels=[128,256,512]",
+        ],
+    )
+    model = instantiate(cfg.model)
+    ours = randomised(model)
     theirs = detrex_dino(ours)
-    theirs["bbox_embed.3.layers.0.weight"] = torch.zeros(256, 256)
-    with pytest.raises(ConversionError, match=r"bbox_embed\.3\.layers\.0\.weight.*dino\.py"):
-        convert(theirs, "detrex-dino")
+    assert not torch.equal(
+        theirs["bbox_embed.3.layers.0.weight"], theirs["bbox_embed.0.layers.0.weight"]
+    )
+    converted = convert(theirs, "detrex-dino", reference=model)
+    assert set(converted) == set(ours)
+    for key, value in ours.items():
+        assert torch.equal(converted[key], value), key
+    model.load_state_dict(converted, strict=True)
 
 
 def test_alias_mismatch(deformable):

@@ -24,8 +24,9 @@ __all__ = ["convert"]
 def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
     """detrex DINO keeps ``num_layers + 1`` class / box heads: one per decoder layer and the
     last for the encoder proposals. The encoder's become ``enc_class_head`` /
-    ``enc_box_head``; the decoder's must all be equal (our DINO shares them) or the
-    conversion fails, naming the first head that differs."""
+    ``enc_box_head``. Decoder heads that are all equal become the shared ``class_head`` /
+    ``box_head``; otherwise (detrex trains them separately) they become ``class_heads.i`` /
+    ``box_heads.i`` of a DINO built with ``model.share_heads=False``."""
     c = Converter("detrex-dino", state_dict)
     num_layers = decoder_layer_count(c)
     c.rename(
@@ -47,12 +48,33 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
                 rf"bbox_embed\.{num_layers}\.layers\.(\d+)\.{WB}",
                 r"enc_box_head.layers.\1.\2",
             ),
-            (rf"bbox_embed\.0\.layers\.(\d+)\.{WB}", r"box_head.layers.\1.\2"),
             (r"label_enc\.weight", "denoising.label_embed.weight"),
         ]
     )
     take_class_head(c, f"class_embed.{num_layers}", "enc_class_head")
-    take_class_head(c, "class_embed.0", "class_head")
-    drop_shared_decoder_heads(c, num_layers)
+    if _heads_shared(state_dict, num_layers):
+        c.rename([(rf"bbox_embed\.0\.layers\.(\d+)\.{WB}", r"box_head.layers.\1.\2")])
+        take_class_head(c, "class_embed.0", "class_head")
+        drop_shared_decoder_heads(c, num_layers)
+    else:
+        c.rename([(rf"bbox_embed\.(\d+)\.layers\.(\d+)\.{WB}", r"box_heads.\1.layers.\2.\3")])
+        for layer in range(num_layers):
+            take_class_head(c, f"class_embed.{layer}", f"class_heads.{layer}")
     drop_head_aliases(c)
     return c.finish()
+
+
+def _heads_shared(state_dict: Mapping[str, torch.Tensor], num_layers: int) -> bool:
+    """Whether every decoder layer's class and box head equals layer 0's."""
+    for key, value in state_dict.items():
+        for prefix in ("class_embed.", "bbox_embed."):
+            if key.startswith(prefix):
+                layer, _, rest = key[len(prefix) :].partition(".")
+                other = state_dict[f"{prefix}0.{rest}"] if layer.isdigit() else None
+                if (
+                    other is not None
+                    and 0 < int(layer) < num_layers
+                    and not torch.equal(value, other)
+                ):
+                    return False
+    return True

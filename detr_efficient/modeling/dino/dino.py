@@ -31,7 +31,9 @@ class DINO(DeformableDetectorBase):
       run in front of the matching queries, masked off from them.
     - Look-forward-twice and query positions from boxes: see ``DeformableTransformerDecoder``
       (built with ``query_pos_from_boxes=True, look_forward_twice=True, final_norm=True``).
-    - The class and box heads are shared by all decoder layers.
+    - The class and box heads are shared by all decoder layers (official DINO); with
+      ``share_heads=False`` each layer has its own (``class_heads``/``box_heads``, as in
+      detrex).
 
     ``forward`` returns the weighted loss dict in training and ``[{"instances"}]`` in eval.
     """
@@ -51,6 +53,7 @@ class DINO(DeformableDetectorBase):
         embed_dim: int = 256,
         num_feature_levels: int = 4,
         num_detections: int = 300,
+        share_heads: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(
@@ -72,9 +75,24 @@ class DINO(DeformableDetectorBase):
         self.enc_class_head = class_head(embed_dim, num_classes)
         self.enc_box_head = box_head(embed_dim)
         self.query_content = nn.Embedding(num_queries, embed_dim)
-        self.class_head = class_head(embed_dim, num_classes)
-        self.box_head = box_head(embed_dim)
+        layers = len(decoder.layers)
+        if share_heads:
+            self.class_head = class_head(embed_dim, num_classes)
+            self.box_head = box_head(embed_dim)
+        else:
+            self.class_heads = nn.ModuleList(
+                class_head(embed_dim, num_classes) for _ in range(layers)
+            )
+            self.box_heads = nn.ModuleList(box_head(embed_dim) for _ in range(layers))
+        self.share_heads = share_heads
         reset_transformer_parameters(self.encoder, self.decoder, self.proposals)
+
+    def decoder_heads(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        """The class and box head of each decoder layer."""
+        if self.share_heads:
+            layers = len(self.decoder.layers)
+            return [self.class_head] * layers, [self.box_head] * layers
+        return list(self.class_heads), list(self.box_heads)
 
     def select_queries(self, token_map, memory):
         """Two-stage selection → (reference boxes ``[B, K, 4]`` detached, encoder outputs for
@@ -109,18 +127,14 @@ class DINO(DeformableDetectorBase):
                 dn.meta["num_groups"], dn.meta["group_size"], width, self.device
             )
 
+        class_heads, box_heads = self.decoder_heads()
         hidden, references = self.decoder(
-            content,
-            reference,
-            token_map,
-            memory,
-            [self.box_head] * len(self.decoder.layers),
-            self_attn_mask=attn_mask,
+            content, reference, token_map, memory, box_heads, self_attn_mask=attn_mask
         )
-        logits = [self.class_head(h) for h in hidden]
+        logits = [head(h) for head, h in zip(class_heads, hidden, strict=True)]
         boxes = [
-            (self.box_head(h) + inverse_sigmoid(r)).sigmoid()
-            for h, r in zip(hidden, references[:-1], strict=True)
+            (head(h) + inverse_sigmoid(r)).sigmoid()
+            for head, h, r in zip(box_heads, hidden, references[:-1], strict=True)
         ]
         if not self.training:
             return self.detections(logits[-1], boxes[-1], images, batched_inputs)
