@@ -1,0 +1,118 @@
+"""A tiny DINO and Deformable DETR must memorise a few synthetic images: the loss falls and
+COCO AP on those images (pycocotools) becomes high."""
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from detectron2.config import LazyConfig, instantiate
+from detectron2.data import DatasetCatalog
+from detectron2.structures import BoxMode
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from detr_efficient.data import DetrDatasetMapper
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = {
+    "dino": "configs/dino/models/dino_shapes.py",
+    "deformable_detr": "configs/deformable_detr/models/deformable_detr_shapes.py",
+}
+TINY = [
+    "model.embed_dim=64",
+    "model.num_queries=30",
+    "model.backbone.widths=[16,32,64,128]",
+    "model.neck.in_channels=[32,64,128]",
+    "model.neck.out_channels=64",
+    "model.neck.num_groups=8",
+    "model.position_embedding.num_feats=32",
+    "model.encoder.num_layers=1",
+    "model.encoder.layer.embed_dim=64",
+    "model.encoder.layer.ffn_dim=128",
+    "model.encoder.layer.self_attn.embed_dim=64",
+    "model.decoder.embed_dim=64",
+    "model.decoder.layer.embed_dim=64",
+    "model.decoder.layer.ffn_dim=128",
+    "model.decoder.layer.cross_attn.embed_dim=64",
+]
+
+
+def _coco_ap(records: list[dict], outputs: list[dict]) -> float:
+    """COCO AP@[.5:.95] of ``outputs`` on the ground truth of ``records``."""
+    images, annotations, results = [], [], []
+    for image_id, (record, output) in enumerate(zip(records, outputs, strict=True)):
+        images.append({"id": image_id, "height": record["height"], "width": record["width"]})
+        for a in record["annotations"]:
+            x0, y0, w, h = BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYWH_ABS)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "bbox": [x0, y0, w, h],
+                    "area": w * h,
+                    "category_id": a["category_id"],
+                    "iscrowd": 0,
+                }
+            )
+        instances = output["instances"]
+        for (x0, y0, x1, y1), score, label in zip(
+            instances.pred_boxes.tensor.tolist(),
+            instances.scores.tolist(),
+            instances.pred_classes.tolist(),
+            strict=True,
+        ):
+            results.append(
+                {
+                    "image_id": image_id,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": score,
+                    "category_id": label,
+                }
+            )
+    truth = COCO()
+    truth.dataset = {
+        "images": images,
+        "annotations": annotations,
+        "categories": [{"id": i} for i in range(5)],
+    }
+    truth.createIndex()
+    evaluation = COCOeval(truth, truth.loadRes(results), "bbox")
+    evaluation.evaluate()
+    evaluation.accumulate()
+    evaluation.summarize()
+    return float(evaluation.stats[0])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["dino", "deformable_detr"])
+def test_tiny_model_memorises_a_few_images(name):
+    records = [r for r in DatasetCatalog.get("shapes_train")[:8] if 2 <= len(r["annotations"]) <= 5]
+    records = records[:2]
+    assert len(records) == 2
+    mapper = DetrDatasetMapper(
+        is_train=True, min_sizes=(256,), max_size=256, flip_prob=0.0, crop_prob=0.0
+    )
+    batch = [mapper(copy.deepcopy(r)) for r in records]
+
+    cfg = LazyConfig.load(str(REPO / CONFIGS[name]))
+    cfg = LazyConfig.apply_overrides(cfg, TINY)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4)
+    model.train()
+    losses = []
+    for _ in range(250):
+        loss = sum(model(batch).values())
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-10:]) < 0.4 * np.mean(losses[:10])
+
+    model.eval()
+    with torch.no_grad():
+        outputs = model([{k: v for k, v in b.items() if k != "instances"} for b in batch])
+    assert _coco_ap(records, outputs) >= 0.5
