@@ -10,16 +10,16 @@ from .models.dino_shapes import model
 __all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
 
 train.device = "cpu"
-train.max_iter = 1200
+train.max_iter = 1000
 train.output_dir = "./output/dino_shapes_cpu"
 train.clip_grad.enabled = True
 train.clip_grad.params.max_norm = 0.1
-train.checkpointer.period = 400
+train.checkpointer.period = 250
 train.eval_period = 0
 train.log_period = 20
 optimizer.lr = 4e-4
 optimizer.params.lr_factors = {}  # the slim backbone trains from scratch at the full lr
-lr_multiplier = multistep_lr_multiplier(1200, [1000], warmup_iters=50)
+lr_multiplier = multistep_lr_multiplier(1000, [850], warmup_iters=50)
 dataloader.train.total_batch_size = 4
 dataloader.train.num_workers = 1
 dataloader.test.num_workers = 1
