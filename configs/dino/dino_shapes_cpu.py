@@ -17,7 +17,7 @@ train.clip_grad.params.max_norm = 0.1
 train.checkpointer.period = 250
 train.eval_period = 0
 train.log_period = 20
-optimizer.lr = 4e-4
+optimizer.lr = 8e-4
 optimizer.params.lr_factors = {}  # the slim backbone trains from scratch at the full lr
 lr_multiplier = multistep_lr_multiplier(1000, [850], warmup_iters=50)
 dataloader.train.total_batch_size = 4
