@@ -6,7 +6,7 @@ import torch
 from detectron2.structures import Boxes
 
 from detr_efficient.layers import box_ops as layer_box_ops
-from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy
+from detr_efficient.layers.box_ops import box_cxcywh_normalized_to_xyxy, box_cxcywh_to_xyxy
 
 __all__ = [
     "box_cxcywh_normalized_to_xyxy",
@@ -25,20 +25,9 @@ def box_xyxy_to_cxcywh(boxes: torch.Tensor | Boxes) -> torch.Tensor:
     return layer_box_ops.box_xyxy_to_cxcywh(_tensor(boxes))
 
 
-def _scale(image_size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
-    h, w = image_size
-    return torch.tensor([w, h, w, h], dtype=like.dtype, device=like.device)
-
-
 def box_xyxy_to_cxcywh_normalized(
     boxes: torch.Tensor | Boxes, image_size: tuple[int, int]
 ) -> torch.Tensor:
     """Absolute (..., 4) XYXY in an image of ``image_size`` (H, W) → (..., 4) [cx, cy, w, h]
     as fractions of the image width/height (the targets DETR models train on)."""
-    cxcywh = box_xyxy_to_cxcywh(boxes)
-    return cxcywh / _scale(image_size, cxcywh)
-
-
-def box_cxcywh_normalized_to_xyxy(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """Inverse of ``box_xyxy_to_cxcywh_normalized``: → absolute (..., 4) XYXY."""
-    return box_cxcywh_to_xyxy(boxes * _scale(image_size, boxes))
+    return layer_box_ops.box_xyxy_to_cxcywh_normalized(_tensor(boxes), image_size)

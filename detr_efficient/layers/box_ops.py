@@ -7,9 +7,11 @@ import torch
 
 __all__ = [
     "box_area",
+    "box_cxcywh_normalized_to_xyxy",
     "box_cxcywh_to_xyxy",
     "box_iou",
     "box_xyxy_to_cxcywh",
+    "box_xyxy_to_cxcywh_normalized",
     "generalized_box_iou",
     "inverse_sigmoid",
     "paired_generalized_box_iou",
@@ -26,6 +28,24 @@ def box_cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     """``[..., 4]`` (cx, cy, w, h) → ``[..., 4]`` (x0, y0, x1, y1)."""
     cx, cy, w, h = boxes.unbind(-1)
     return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def _image_scale(image_size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """``[4]`` (W, H, W, H) of an image of ``image_size`` (H, W), in ``like``'s dtype/device."""
+    height, width = image_size
+    return torch.tensor([width, height, width, height], dtype=like.dtype, device=like.device)
+
+
+def box_xyxy_to_cxcywh_normalized(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Absolute ``[..., 4]`` xyxy in an image of ``image_size`` (H, W) → ``[..., 4]`` cxcywh
+    as fractions of the image width/height (the targets DETR models train on)."""
+    cxcywh = box_xyxy_to_cxcywh(boxes)
+    return cxcywh / _image_scale(image_size, cxcywh)
+
+
+def box_cxcywh_normalized_to_xyxy(boxes: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of ``box_xyxy_to_cxcywh_normalized``: → absolute ``[..., 4]`` xyxy."""
+    return box_cxcywh_to_xyxy(boxes * _image_scale(image_size, boxes))
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:

@@ -10,30 +10,41 @@ import torch
 from detectron2.structures import ImageList
 from torch import nn
 
-from detr_efficient.layers.box_ops import box_xyxy_to_cxcywh
+from detr_efficient import ops
+from detr_efficient.layers.box_ops import box_xyxy_to_cxcywh_normalized
 
 from .multiscale import TokenMap, flatten_levels, level_masks
 from .postprocess import select_detections
+from .proposals import EncoderProposals
 
 __all__ = ["DeformableDetectorBase"]
 
 
 class DeformableDetectorBase(nn.Module):
-    """Shared front and back end of a deformable DETR. Subclasses implement ``forward``.
+    """Shared front and back end of a two-stage deformable DETR. Subclasses implement
+    ``forward`` (query selection, decoding, heads).
 
     backbone: a Detectron2 ``Backbone`` (``backbone.*`` parameters get the backbone lr);
     neck: its features → ``num_feature_levels`` maps of ``embed_dim`` channels (e.g.
-    ``ChannelMapper``); position_embedding: padding mask ``[B, H, W]`` → ``[B, C, H, W]``.
+    ``ChannelMapper``); position_embedding: padding mask ``[B, H, W]`` → ``[B, C, H, W]``;
+    encoder: ``TokenMap`` → memory ``[B, S, C]``; decoder: ``DeformableTransformerDecoder``;
+    criterion: outputs and targets → weighted losses; ``proposals``: the two-stage
+    ``EncoderProposals`` over the memory.
     Inputs are Detectron2 dicts with ``image`` (uint8 ``[3, H, W]`` in the mapper's format),
     ``height``/``width`` (the original size) and, in training, ``instances``.
     """
 
     def __init__(
         self,
+        *,
         backbone: nn.Module,
         neck: nn.Module,
         position_embedding: nn.Module,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        criterion: nn.Module,
         num_classes: int,
+        num_queries: int,
         embed_dim: int = 256,
         num_feature_levels: int = 4,
         pixel_mean: Sequence[float] = (123.675, 116.280, 103.530),
@@ -57,6 +68,11 @@ class DeformableDetectorBase(nn.Module):
         nn.init.normal_(self.level_embed)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.encoder = encoder
+        self.decoder = decoder
+        self.criterion = criterion
+        self.num_queries = num_queries
+        self.proposals = EncoderProposals(embed_dim)
 
     @property
     def device(self) -> torch.device:
@@ -86,6 +102,27 @@ class DeformableDetectorBase(nn.Module):
         positions = [self.position_embedding(m) for m in masks]
         return flatten_levels(features, masks, positions, self.level_embed)
 
+    def encode(self, batched_inputs: list[dict]) -> tuple[ImageList, TokenMap, torch.Tensor]:
+        """Images, their token map and the encoder memory ``[B, S, C]``."""
+        images, mask = self.preprocess_images(batched_inputs)
+        token_map = self.token_map(images.tensor, mask)
+        return images, token_map, self.encoder(token_map)
+
+    def propose(
+        self, token_map: TokenMap, memory: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Two-stage proposals: (output_memory ``[B, S, C]``, proposals ``[B, S, 4]``
+        unnormalised cxcywh, valid bool ``[B, S]``); see ``EncoderProposals``."""
+        return self.proposals(
+            memory, token_map.padding_mask, token_map.shapes, token_map.valid_ratios
+        )
+
+    def select_proposals(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Indices ``[B, K]`` of the ``K = min(num_queries, S)`` best valid proposals by
+        ``scores`` ``[B, S]`` (no gradient), -1 past an image's valid count."""
+        width = min(self.num_queries, scores.shape[1])
+        return ops.select_topk(scores.detach().float(), width, valid=valid, max_k=width)
+
     def prepare_targets(self, batched_inputs: list[dict]) -> list[dict[str, torch.Tensor]]:
         """Per image {"labels": int64 [N], "boxes": [N, 4] cxcywh relative to the image}."""
         targets = []
@@ -93,11 +130,9 @@ class DeformableDetectorBase(nn.Module):
             if "instances" not in x:
                 raise ValueError(f"{type(self).__name__}: training inputs need 'instances'")
             instances = x["instances"].to(self.device)
-            height, width = instances.image_size
-            scale = torch.tensor(
-                [width, height, width, height], dtype=torch.float32, device=self.device
+            boxes = box_xyxy_to_cxcywh_normalized(
+                instances.gt_boxes.tensor.float(), instances.image_size
             )
-            boxes = box_xyxy_to_cxcywh(instances.gt_boxes.tensor.float()) / scale
             labels = instances.gt_classes
             if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
                 raise ValueError(

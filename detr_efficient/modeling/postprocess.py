@@ -7,7 +7,7 @@ import torch
 from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import Boxes, Instances
 
-from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy
+from detr_efficient.layers.box_ops import box_cxcywh_normalized_to_xyxy
 
 __all__ = ["select_detections"]
 
@@ -31,13 +31,10 @@ def select_detections(
     query_index = torch.div(index, classes, rounding_mode="floor")
     labels = index % classes
     boxes = torch.gather(pred_boxes.float(), 1, query_index[..., None].expand(-1, -1, 4))
-    boxes = box_cxcywh_to_xyxy(boxes)
     results = []
     for i in range(batch):
-        height, width = image_sizes[i]
-        scale = boxes.new_tensor([width, height, width, height])
-        instances = Instances((height, width))
-        instances.pred_boxes = Boxes(boxes[i] * scale)
+        instances = Instances(image_sizes[i])
+        instances.pred_boxes = Boxes(box_cxcywh_normalized_to_xyxy(boxes[i], image_sizes[i]))
         instances.scores = scores[i]
         instances.pred_classes = labels[i]
         results.append(detector_postprocess(instances, *output_sizes[i]))

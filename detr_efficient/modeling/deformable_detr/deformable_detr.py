@@ -11,7 +11,6 @@ from detr_efficient.layers.box_ops import inverse_sigmoid
 
 from ..detector import DeformableDetectorBase
 from ..heads import box_head, class_head, reset_transformer_parameters
-from ..proposals import EncoderProposals
 
 __all__ = ["DeformableDETR"]
 
@@ -45,40 +44,32 @@ class DeformableDETR(DeformableDetectorBase):
         **kwargs,
     ) -> None:
         super().__init__(
-            backbone,
-            neck,
-            position_embedding,
-            num_classes,
-            embed_dim,
-            num_feature_levels,
+            backbone=backbone,
+            neck=neck,
+            position_embedding=position_embedding,
+            encoder=encoder,
+            decoder=decoder,
+            criterion=criterion,
+            num_classes=num_classes,
+            num_queries=num_queries,
+            embed_dim=embed_dim,
+            num_feature_levels=num_feature_levels,
             num_detections=num_detections,
             **kwargs,
         )
-        self.encoder = encoder
-        self.decoder = decoder
-        self.criterion = criterion
-        self.num_queries = num_queries
         stages = len(decoder.layers) + 1
         self.class_heads = nn.ModuleList(class_head(embed_dim, num_classes) for _ in range(stages))
         self.box_heads = nn.ModuleList(box_head(embed_dim) for _ in range(stages))
-        self.proposals = EncoderProposals(embed_dim)
         self.query_proj = nn.Linear(2 * embed_dim, 2 * embed_dim)
         self.query_norm = nn.LayerNorm(2 * embed_dim)
         reset_transformer_parameters(self.encoder, self.decoder, self.proposals, self.query_proj)
 
     def forward(self, batched_inputs: list[dict]):
-        images, mask = self.preprocess_images(batched_inputs)
-        token_map = self.token_map(images.tensor, mask)
-        memory = self.encoder(token_map)
-
-        output_memory, proposals, valid = self.proposals(
-            memory, token_map.padding_mask, token_map.shapes, token_map.valid_ratios
-        )
+        images, token_map, memory = self.encode(batched_inputs)
+        output_memory, proposals, valid = self.propose(token_map, memory)
         enc_logits = self.class_heads[-1](output_memory)
         enc_coords = self.box_heads[-1](output_memory) + proposals
-        width = min(self.num_queries, memory.shape[1])
-        scores = enc_logits[..., 0].detach().float()
-        index = ops.select_topk(scores, width, valid=valid, max_k=width)
+        index = self.select_proposals(enc_logits[..., 0], valid)
         reference = ops.gather_tokens(enc_coords.detach(), index, check_index=False).sigmoid()
         embedding = sine_embed_coords(reference, self.embed_dim // 2, exchange_xy=False)
         embedding = self.query_norm(self.query_proj(embedding.to(memory.dtype)))

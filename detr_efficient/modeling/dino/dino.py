@@ -13,7 +13,6 @@ from detr_efficient.layers.box_ops import inverse_sigmoid
 from ..denoising import ContrastiveDenoising, denoising_attn_mask
 from ..detector import DeformableDetectorBase
 from ..heads import box_head, class_head, reset_transformer_parameters
-from ..proposals import EncoderProposals
 
 __all__ = ["DINO"]
 
@@ -57,21 +56,20 @@ class DINO(DeformableDetectorBase):
         **kwargs,
     ) -> None:
         super().__init__(
-            backbone,
-            neck,
-            position_embedding,
-            num_classes,
-            embed_dim,
-            num_feature_levels,
+            backbone=backbone,
+            neck=neck,
+            position_embedding=position_embedding,
+            encoder=encoder,
+            decoder=decoder,
+            criterion=criterion,
+            num_classes=num_classes,
+            num_queries=num_queries,
+            embed_dim=embed_dim,
+            num_feature_levels=num_feature_levels,
             num_detections=num_detections,
             **kwargs,
         )
-        self.encoder = encoder
-        self.decoder = decoder
-        self.criterion = criterion
         self.denoising = denoising
-        self.num_queries = num_queries
-        self.proposals = EncoderProposals(embed_dim)
         self.enc_class_head = class_head(embed_dim, num_classes)
         self.enc_box_head = box_head(embed_dim)
         self.query_content = nn.Embedding(num_queries, embed_dim)
@@ -97,21 +95,15 @@ class DINO(DeformableDetectorBase):
     def select_queries(self, token_map, memory):
         """Two-stage selection → (reference boxes ``[B, K, 4]`` detached, encoder outputs for
         the loss: logits ``[B, K, C]`` and boxes ``[B, K, 4]`` of the selected tokens)."""
-        output_memory, proposals, valid = self.proposals(
-            memory, token_map.padding_mask, token_map.shapes, token_map.valid_ratios
-        )
+        output_memory, proposals, valid = self.propose(token_map, memory)
         enc_logits = self.enc_class_head(output_memory)
         enc_coords = self.enc_box_head(output_memory) + proposals  # [B, S, 4] unnormalised
-        width = min(self.num_queries, memory.shape[1])
-        scores = enc_logits.detach().float().amax(-1)
-        index = ops.select_topk(scores, width, valid=valid, max_k=width)
+        index = self.select_proposals(enc_logits.amax(-1), valid)
         logits, coords = ops.gather_tokens_many([enc_logits, enc_coords], index, check_index=False)
         return coords.detach().sigmoid(), logits, coords.sigmoid()
 
     def forward(self, batched_inputs: list[dict]):
-        images, mask = self.preprocess_images(batched_inputs)
-        token_map = self.token_map(images.tensor, mask)
-        memory = self.encoder(token_map)
+        images, token_map, memory = self.encode(batched_inputs)
         reference, enc_logits, enc_boxes = self.select_queries(token_map, memory)
         batch, width = reference.shape[:2]
         content = self.query_content.weight[:width][None].expand(batch, -1, -1)
