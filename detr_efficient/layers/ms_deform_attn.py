@@ -20,7 +20,9 @@ class MultiScaleDeformableAttention(DeformableAttentionBase):
     [B, Q, L, 2 | 4], spatial_shapes int64 [L, 2], level_start_index int64 [L],
     key_padding_mask bool [B, S], identity) -> [B, Q, C]`` (``[Q, B, C]`` / ``[S, B, C]``
     for query, value, query_pos, identity and the output with ``batch_first=False``).
-    Runs ``ops.ms_deform_attn``, or its reference with ``use_reference=True``.
+    Runs ``ops.ms_deform_attn``, or its reference with ``use_reference=True``. With
+    ``record_sampling = True`` each forward keeps its detached sampling locations and
+    weights in ``recorded_sampling`` (Sparse DETR's decoder attention map reads them).
     """
 
     def __init__(
@@ -45,6 +47,8 @@ class MultiScaleDeformableAttention(DeformableAttentionBase):
             use_reference=use_reference,
         )
         self.attention_weights = nn.Linear(embed_dim, num_heads * num_levels * num_points)
+        self.record_sampling = False
+        self.recorded_sampling: tuple[torch.Tensor, torch.Tensor] | None = None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -65,6 +69,8 @@ class MultiScaleDeformableAttention(DeformableAttentionBase):
         batch, queries, _ = query.shape
         weights = self.attention_weights(query).reshape(batch, queries, self.num_heads, -1)
         weights = weights.softmax(dim=-1).view(*locations.shape[:-1])  # [B, Q, H, L, P]
+        if self.record_sampling:
+            self.recorded_sampling = (locations.detach(), weights.detach())
         op = resolve_op("ms_deform_attn", self.use_reference)
         return op(
             self._heads(projected),

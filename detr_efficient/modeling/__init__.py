@@ -8,6 +8,8 @@ from .denoising import ContrastiveDenoising
 from .detector import DeformableDetectorBase
 from .dino import DINO
 from .encoder import DeformableTransformerEncoder
+from .focus_detr import FocusDETR
+from .sparse_detr import SparseDETR
 
 __all__ = [
     "DINO",
@@ -17,6 +19,8 @@ __all__ = [
     "DeformableDetectorBase",
     "DeformableTransformerDecoder",
     "DeformableTransformerEncoder",
+    "FocusDETR",
+    "SparseDETR",
     "build_resnet",
     "build_slim_resnet",
 ]

@@ -19,6 +19,11 @@ from detr_efficient.modeling import (
 )
 from detr_efficient.modeling.criterion import SetCriterion
 from detr_efficient.modeling.matcher import HungarianMatcher
+from detr_efficient.modeling.token_selection import (
+    DualAttention,
+    SelectiveEncoderLayer,
+    SelectiveTokenEncoder,
+)
 
 
 def resnet(depth=50, freeze_at=1, norm="FrozenBN"):
@@ -70,6 +75,41 @@ def encoder(
             dropout=dropout,
         ),
         num_layers=num_layers,
+    )
+
+
+def selective_encoder(
+    keep_ratios,
+    embed_dim=256,
+    num_heads=8,
+    num_levels=4,
+    num_points=4,
+    ffn_dim=1024,
+    dropout=0.1,
+    dual_attention_top_k=None,
+    score_product="probabilities",
+    value_source="updated",
+):
+    """Encoder updating each image's top ``keep_ratios[i]`` tokens in layer ``i`` (one layer
+    per ratio); ``dual_attention_top_k``: Focus-DETR's self-attention among that many."""
+    dual = None
+    if dual_attention_top_k:
+        dual = L(DualAttention)(
+            embed_dim=embed_dim, num_heads=num_heads, top_k=dual_attention_top_k, dropout=dropout
+        )
+    return L(SelectiveTokenEncoder)(
+        layer=L(SelectiveEncoderLayer)(
+            layer=L(DeformableEncoderLayer)(
+                self_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout),
+                embed_dim=embed_dim,
+                ffn_dim=ffn_dim,
+                dropout=dropout,
+            ),
+            dual_attention=dual,
+        ),
+        keep_ratios=keep_ratios,
+        score_product=score_product,
+        value_source=value_source,
     )
 
 

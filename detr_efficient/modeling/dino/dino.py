@@ -104,11 +104,16 @@ class DINO(DeformableDetectorBase):
 
     def forward(self, batched_inputs: list[dict]):
         images, token_map, memory = self.encode(batched_inputs)
+        targets = self.prepare_targets(batched_inputs) if self.training else None
+        return self.decode(images, token_map, memory, batched_inputs, targets)
+
+    def decode(self, images, token_map, memory, batched_inputs, targets):
+        """Query selection, denoising, the decoder and the heads over an encoded batch →
+        the weighted loss dict (training, with ``targets``) or ``[{"instances"}]``."""
         reference, enc_logits, enc_boxes = self.select_queries(token_map, memory)
         batch, width = reference.shape[:2]
         content = self.query_content.weight[:width][None].expand(batch, -1, -1)
 
-        targets = self.prepare_targets(batched_inputs) if self.training else None
         dn = self.denoising(targets) if self.training and self.denoising is not None else None
         attn_mask, dn_size = None, 0
         if dn is not None:
