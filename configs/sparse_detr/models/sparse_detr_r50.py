@@ -14,7 +14,9 @@ from ...dino.models.dino_r50 import model
 RHO = 0.3
 
 model._target_ = SparseDETR
-model.selector = L(ForegroundTokenSelector)(embed_dim="${..embed_dim}", num_levels=4, top_down=False)
+model.selector = L(ForegroundTokenSelector)(
+    embed_dim="${..embed_dim}", num_levels=4, top_down=False
+)
 model.encoder = selective_encoder(keep_ratios=[RHO] * 6, ffn_dim=2048, dropout=0.0)
 model.keep_ratio = RHO
 model.dam_weight = 1.0

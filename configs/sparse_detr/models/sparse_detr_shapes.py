@@ -10,7 +10,9 @@ from ...common.models.deformable import selective_encoder
 from ...dino.models.dino_shapes import model
 
 model._target_ = SparseDETR
-model.selector = L(ForegroundTokenSelector)(embed_dim="${..embed_dim}", num_levels=4, top_down=False)
+model.selector = L(ForegroundTokenSelector)(
+    embed_dim="${..embed_dim}", num_levels=4, top_down=False
+)
 model.encoder = selective_encoder(
     keep_ratios=[0.4, 0.4], embed_dim=128, num_heads=4, ffn_dim=512, dropout=0.0
 )

@@ -69,21 +69,28 @@ def foreground_targets(
     ``(low_l, high_l]``.
     """
     if len(strides) != len(shapes):
-        raise ValueError(
-            f"foreground assignment: {len(strides)} strides for {len(shapes)} levels"
-        )
+        raise ValueError(f"foreground assignment: {len(strides)} strides for {len(shapes)} levels")
     check_scale_ranges(scale_ranges, len(shapes))
     device = boxes[0].device if len(boxes) else torch.device("cpu")
     centers = token_centers(shapes, strides, device)  # [S, 2]
     sizes = [h * w for h, w in shapes]
-    low = torch.cat([centers.new_full((n,), r[0]) for n, r in zip(sizes, scale_ranges)])
-    high = torch.cat([centers.new_full((n,), r[1]) for n, r in zip(sizes, scale_ranges)])
+    low = torch.cat(
+        [centers.new_full((n,), r[0]) for n, r in zip(sizes, scale_ranges, strict=True)]
+    )
+    high = torch.cat(
+        [centers.new_full((n,), r[1]) for n, r in zip(sizes, scale_ranges, strict=True)]
+    )
     targets = []
     for image_boxes in boxes:
         image_boxes = image_boxes.to(centers)
         x, y = centers[:, 0, None], centers[:, 1, None]  # [S, 1]
         ltrb = torch.stack(
-            [x - image_boxes[:, 0], y - image_boxes[:, 1], image_boxes[:, 2] - x, image_boxes[:, 3] - y],
+            [
+                x - image_boxes[:, 0],
+                y - image_boxes[:, 1],
+                image_boxes[:, 2] - x,
+                image_boxes[:, 3] - y,
+            ],
             dim=-1,
         )  # [S, N, 4]
         inside = ltrb.amin(-1) > 0

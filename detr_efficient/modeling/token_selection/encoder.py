@@ -150,7 +150,8 @@ class SelectiveTokenEncoder(nn.Module):
         for ratio in keep_ratios:
             if not 0.0 < ratio <= 1.0:
                 raise ValueError(
-                    f"SelectiveTokenEncoder: keep ratios must lie in (0, 1], got {list(keep_ratios)}"
+                    "SelectiveTokenEncoder: keep ratios must lie in (0, 1], got "
+                    f"{list(keep_ratios)}"
                 )
         if score_product not in SCORE_PRODUCTS:
             raise ValueError(

@@ -23,8 +23,12 @@ class ForegroundScorer(nn.Module):
     def __init__(self, embed_dim: int = 256) -> None:
         super().__init__()
         if embed_dim % 4:
-            raise ValueError(f"ForegroundScorer: 'embed_dim' must be a multiple of 4, got {embed_dim}")
-        self.embed = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, embed_dim), nn.GELU())
+            raise ValueError(
+                f"ForegroundScorer: 'embed_dim' must be a multiple of 4, got {embed_dim}"
+            )
+        self.embed = nn.Sequential(
+            nn.LayerNorm(embed_dim), nn.Linear(embed_dim, embed_dim), nn.GELU()
+        )
         self.head = nn.Sequential(
             nn.Linear(embed_dim, embed_dim // 2),
             nn.GELU(),
@@ -84,7 +88,9 @@ class ForegroundTokenSelector(nn.Module):
             level_tokens = tokens[level]
             if coarser is not None:
                 height, width = shapes[level]
-                up = F.interpolate(coarser, size=(height, width), mode="bilinear", align_corners=True)
+                up = F.interpolate(
+                    coarser, size=(height, width), mode="bilinear", align_corners=True
+                )
                 up = up.flatten(1)[..., None].to(level_tokens.dtype)  # [B, N_l, 1]
                 level_tokens = level_tokens + self.alpha[level] * level_tokens * up
             score = self.scorer(level_tokens, masks[level])  # [B, N_l]
