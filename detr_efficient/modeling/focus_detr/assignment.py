@@ -21,10 +21,10 @@ __all__ = [
 INF = math.inf
 # The official code: disjoint ranges of max(l, t, r, b) per level (strides 8, 16, 32, 64).
 OFFICIAL_SCALE_RANGES = ((-1.0, 64.0), (64.0, 128.0), (128.0, 256.0), (256.0, INF))
-# The paper: neighbouring ranges overlap by half an interval (each bound of the official
-# ranges moved outwards by half of the neighbouring interval), so objects near a boundary
-# are foreground on both levels.
-PAPER_SCALE_RANGES = ((-1.0, 96.0), (32.0, 192.0), (96.0, 384.0), (192.0, INF))
+# The paper: adjacent ranges overlap by 50% (its exact bounds are not published). Ours: each
+# official boundary b between levels l and l + 1 becomes an overlap band centred on b, half
+# as wide as level l's official interval w_l (w = 64, 64, 128): [b - w_l / 4, b + w_l / 4].
+PAPER_SCALE_RANGES = ((-1.0, 80.0), (48.0, 144.0), (112.0, 288.0), (224.0, INF))
 
 
 def check_scale_ranges(scale_ranges: Sequence[Sequence[float]], num_levels: int) -> None:
