@@ -61,6 +61,13 @@ def deformable():
     return model, randomised(model)
 
 
+@pytest.fixture(scope="module")
+def focus():
+    """The small Focus-DETR (2 encoder, 3 decoder layers, width 128)."""
+    model = instantiate(LazyConfig.load("configs/focus_detr/models/focus_detr_shapes.py").model)
+    return model, randomised(model)
+
+
 # --- official layouts, written from the official code ---------------------------------------
 
 
@@ -224,11 +231,44 @@ def detrex_deformable(ours: dict, layers: int = 6) -> dict:
     return out
 
 
+FOCUS_ENC = {"dual_attention.attn.": "attentions.0.attn.", "dual_attention.norm.": "norm2."}
+FOCUS_ENC |= {"layer.self_attn.": "attentions.1.", "layer.norm.": "norms.0."}
+FOCUS_ENC |= {"layer.ffn.norm.": "norms.1.", "layer.ffn.linear1.": "ffns.0.layers.0.0."}
+FOCUS_ENC |= {"layer.ffn.linear2.": "ffns.0.layers.1."}
+FOCUS_SELECTOR = {"selector.scorer.embed.": "transformer.enc_mask_predictor.layer1."}
+FOCUS_SELECTOR |= {"selector.scorer.head.": "transformer.enc_mask_predictor.layer2."}
+
+
+def focus_detr(ours: dict) -> dict:
+    """detrex ``projects/focus_detr``: detrex DINO's layout, its own encoder layers (dual
+    attention ``attentions.0`` + ``norm2``, MSDA ``attentions.1``), the mask predictor, the
+    coarsest-first ``alpha`` and the encoder class head aliased per encoder layer twice
+    (``enhance_MCSP_layerlist``, ``transformer.encoder.enhance_MCSP``)."""
+    dec = {k.split(".")[2] for k in ours if k.startswith("decoder.layers.")}
+    enc = {k.split(".")[2] for k in ours if k.startswith("encoder.layers.")}
+    dino = {k: v for k, v in ours.items() if not k.startswith(("encoder.", "selector."))}
+    out = detrex_dino(dino, len(dec))
+    for k, v in ours.items():
+        m = re.fullmatch(r"encoder\.layers\.(\d+)\.(.*)", k)
+        if m:
+            out[f"transformer.encoder.layers.{m[1]}.{rename_layer(m[2], FOCUS_ENC)}"] = v
+        elif k.startswith("selector.scorer."):
+            out[rename_layer(k, FOCUS_SELECTOR)] = v
+    out["transformer.alpha"] = ours["selector.alpha"].flip(0)
+    for i in range(len(enc)):
+        for name in ("weight", "bias"):
+            head = ours[f"enc_class_head.{name}"]
+            out[f"enhance_MCSP_layerlist.{i}.{name}"] = head
+            out[f"transformer.encoder.enhance_MCSP.{i}.{name}"] = head
+    return out
+
+
 CASES = {
     "dino-official": ("dino", official_dino),
     "detrex-dino": ("dino", detrex_dino),
     "deformable-detr-official": ("deformable", official_deformable),
     "detrex-deformable-detr": ("deformable", detrex_deformable),
+    "focus-detr": ("focus", focus_detr),
 }
 
 
@@ -474,3 +514,91 @@ def test_deformable_variants_refused(deformable):
 def test_non_tensor_entries():
     with pytest.raises(ConversionError, match="not tensors: 'epoch'"):
         convert({"conv1.weight": torch.zeros(1), "epoch": 3}, "torchvision-resnet")
+
+
+# --- Focus-DETR -----------------------------------------------------------------------------
+
+
+def test_focus_detr_report(focus):
+    model, ours = focus
+    report = convert_with_report(focus_detr(ours), "focus-detr", reference=model)
+    mapped = report.mapped
+    layer = "transformer.encoder.layers.1."
+    assert mapped[layer + "attentions.0.attn.in_proj_weight"] == (
+        "encoder.layers.1.dual_attention.attn.in_proj_weight"
+    )
+    assert mapped[layer + "norm2.bias"] == "encoder.layers.1.dual_attention.norm.bias"
+    assert mapped[layer + "attentions.1.value_proj.weight"] == (
+        "encoder.layers.1.layer.self_attn.value_proj.weight"
+    )
+    assert mapped[layer + "norms.0.weight"] == "encoder.layers.1.layer.norm.weight"
+    assert mapped[layer + "norms.1.weight"] == "encoder.layers.1.layer.ffn.norm.weight"
+    assert mapped["transformer.enc_mask_predictor.layer2.4.bias"] == "selector.scorer.head.4.bias"
+    assert mapped["class_embed.3.weight"] == "enc_class_head.weight"
+    aliases = [k for k in report.dropped if "enhance_MCSP" in k]
+    assert len(aliases) == 2 * 2 * 2  # two lists x 2 encoder layers x (weight, bias)
+
+
+def test_focus_detr_alpha_reversed(focus):
+    """Official ``alpha[0]`` modulates level L-2 (the first finer level it scores after the
+    coarsest), so it is our ``alpha[L-2]``; checked on our selector: only that level moves."""
+    from types import SimpleNamespace
+
+    from detr_efficient.modeling.token_selection import ForegroundTokenSelector
+
+    _, ours = focus
+    theirs = focus_detr(ours)
+    theirs["transformer.alpha"] = torch.tensor([0.5, 0.0, 0.0])
+    alpha = convert(theirs, "focus-detr")["selector.alpha"]
+    assert torch.equal(alpha, torch.tensor([0.0, 0.0, 0.5]))
+
+    torch.manual_seed(0)
+    selector = ForegroundTokenSelector(embed_dim=8, num_levels=4).eval()
+    shapes = [(8, 8), (4, 4), (2, 2), (1, 1)]
+    x = torch.randn(1, sum(h * w for h, w in shapes), 8)
+    token_map = SimpleNamespace(
+        shapes=shapes, padding_mask=torch.zeros(1, x.shape[1], dtype=torch.bool)
+    )
+    with torch.no_grad():
+        selector.alpha.copy_(alpha)
+        modulated = selector(x, token_map).split([h * w for h, w in shapes], dim=1)
+        selector.alpha.zero_()
+        plain = selector(x, token_map).split([h * w for h, w in shapes], dim=1)
+    assert [torch.equal(a, b) for a, b in zip(modulated, plain, strict=True)] == [
+        True,
+        True,
+        False,
+        True,
+    ]
+
+
+def test_focus_detr_unknown_key(focus):
+    _, ours = focus
+    theirs = focus_detr(ours) | {"transformer.encoder.layers.0.norms.2.weight": torch.zeros(128)}
+    with pytest.raises(ConversionError, match=r"transformer\.encoder\.layers\.0\.norms\.2\.weight"):
+        convert(theirs, "focus-detr")
+
+
+def test_focus_detr_mcsp_alias_mismatch(focus):
+    """``enhance_MCSP`` must be the encoder class head: the official model aliases
+    ``class_embed[num_encoder_layers]``, another head when the depths differ."""
+    _, ours = focus
+    theirs = focus_detr(ours)
+    theirs["transformer.encoder.enhance_MCSP.1.weight"] = theirs["class_embed.0.weight"]
+    with pytest.raises(ConversionError, match=r"enhance_MCSP\.1\.weight' differs.*class_embed"):
+        convert(theirs, "focus-detr")
+
+
+def test_focus_detr_r50_fits_its_config():
+    model = instantiate(LazyConfig.load("configs/focus_detr/models/focus_detr_r50.py").model)
+    ours = randomised(model)
+    converted = convert(focus_detr(ours), "focus-detr", reference=model)
+    assert_same(converted, ours)
+
+
+def test_focus_detr_per_layer_heads():
+    cfg = LazyConfig.load("configs/focus_detr/models/focus_detr_shapes.py")
+    model = instantiate(LazyConfig.apply_overrides(cfg, ["model.share_heads=False"]).model)
+    ours = randomised(model)
+    converted = convert(focus_detr(ours), "focus-detr", reference=model)
+    assert_same(converted, ours)

@@ -18,6 +18,7 @@ from . import (
     deformable_detr_official,
     detrex_deformable_detr,
     detrex_dino,
+    detrex_focus_detr,
     dino_official,
     torchvision_resnet,
 )
@@ -41,6 +42,7 @@ SOURCES: dict[str, Callable[[Mapping[str, torch.Tensor]], Conversion]] = {
     "detrex-dino": detrex_dino.convert,
     "deformable-detr-official": deformable_detr_official.convert,
     "detrex-deformable-detr": detrex_deformable_detr.convert,
+    "focus-detr": detrex_focus_detr.convert,
     "torchvision-resnet": torchvision_resnet.convert,
 }
 # Sources giving only part of a model (the backbone): checked as a subset of its keys.

@@ -18,22 +18,31 @@ from .layouts import (
     take_class_head,
 )
 
-__all__ = ["convert"]
+__all__ = ["convert", "map_dino"]
 
 
 def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
-    """detrex DINO keeps ``num_layers + 1`` class / box heads: one per decoder layer and the
-    last for the encoder proposals. The encoder's become ``enc_class_head`` /
-    ``enc_box_head``. Decoder heads that are all equal become the shared ``class_head`` /
-    ``box_head``; otherwise (detrex trains them separately) they become ``class_heads.i`` /
-    ``box_heads.i`` of a DINO built with ``model.share_heads=False``."""
+    """detrex DINO: see :func:`map_dino`; its encoder layers are detrex
+    ``BaseTransformerLayer`` (MSDA, norm, FFN, norm)."""
     c = Converter("detrex-dino", state_dict)
+    c.rename(detrex_encoder_rules("transformer.encoder.layers."))
+    map_dino(c)
+    return c.finish()
+
+
+def map_dino(c: Converter) -> int:
+    """Map everything of a detrex DINO-like model but its encoder layers; returns the number
+    of decoder layers. detrex DINO keeps ``num_layers + 1`` class / box heads: one per
+    decoder layer and the last for the encoder proposals. The encoder's become
+    ``enc_class_head`` / ``enc_box_head``. Decoder heads that are all equal become the
+    shared ``class_head`` / ``box_head``; otherwise (detrex trains them separately) they
+    become ``class_heads.i`` / ``box_heads.i`` of a DINO built with
+    ``model.share_heads=False``."""
     num_layers = decoder_layer_count(c)
     c.rename(
         [
             (r"(backbone\..*)", r"\1"),
             *detrex_neck_rules(),
-            *detrex_encoder_rules("transformer.encoder.layers."),
             *detrex_decoder_rules("transformer.decoder.layers."),
             (r"transformer\.level_embeds", "level_embed"),
             (r"transformer\.tgt_embed\.weight", "query_content.weight"),
@@ -52,7 +61,7 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
         ]
     )
     take_class_head(c, f"class_embed.{num_layers}", "enc_class_head")
-    if _heads_shared(state_dict, num_layers):
+    if _heads_shared(c.src, num_layers):
         c.rename([(rf"bbox_embed\.0\.layers\.(\d+)\.{WB}", r"box_head.layers.\1.\2")])
         take_class_head(c, "class_embed.0", "class_head")
         drop_shared_decoder_heads(c, num_layers)
@@ -61,7 +70,7 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
         for layer in range(num_layers):
             take_class_head(c, f"class_embed.{layer}", f"class_heads.{layer}")
     drop_head_aliases(c)
-    return c.finish()
+    return num_layers
 
 
 def _heads_shared(state_dict: Mapping[str, torch.Tensor], num_layers: int) -> bool:

@@ -55,21 +55,27 @@ def official_decoder_rules(src: str, dst: str = "decoder.layers.") -> list[Rule]
     ]
 
 
-def _detrex_ffn(p: str, dst: str) -> list[Rule]:
+def _detrex_ffn(p: str, out: str) -> list[Rule]:
+    """FFN linears of layer ``{p}{i}`` → ``{out}ffn.*`` (``out`` holds ``\\1``, the layer)."""
     return [
-        (rf"{p}(\d+)\.ffns\.0\.layers\.0\.0\.{WB}", rf"{dst}\1.ffn.linear1.\2"),
-        (rf"{p}(\d+)\.ffns\.0\.layers\.1\.{WB}", rf"{dst}\1.ffn.linear2.\2"),
+        (rf"{p}(\d+)\.ffns\.0\.layers\.0\.0\.{WB}", rf"{out}ffn.linear1.\2"),
+        (rf"{p}(\d+)\.ffns\.0\.layers\.1\.{WB}", rf"{out}ffn.linear2.\2"),
     ]
 
 
-def detrex_encoder_rules(src: str, dst: str = "encoder.layers.") -> list[Rule]:
-    """detrex ``BaseTransformerLayer`` with order (self_attn, norm, ffn, norm)."""
+def detrex_encoder_rules(
+    src: str, dst: str = "encoder.layers.", msda: int = 0, inner: str = ""
+) -> list[Rule]:
+    """detrex ``BaseTransformerLayer`` with order (self_attn, norm, ffn, norm): the MSDA is
+    ``attentions.{msda}``; ``inner``: where our ``DeformableEncoderLayer`` sits in layer
+    ``{dst}{i}`` (Focus-DETR: ``"layer."``)."""
     p = re.escape(src)
+    out = rf"{dst}\1.{inner}"
     return [
-        (rf"{p}(\d+)\.attentions\.0\.{MSDA}", rf"{dst}\1.self_attn.\2.\3"),
-        (rf"{p}(\d+)\.norms\.0\.{WB}", rf"{dst}\1.norm.\2"),
-        *_detrex_ffn(p, dst),
-        (rf"{p}(\d+)\.norms\.1\.{WB}", rf"{dst}\1.ffn.norm.\2"),
+        (rf"{p}(\d+)\.attentions\.{msda}\.{MSDA}", rf"{out}self_attn.\2.\3"),
+        (rf"{p}(\d+)\.norms\.0\.{WB}", rf"{out}norm.\2"),
+        *_detrex_ffn(p, out),
+        (rf"{p}(\d+)\.norms\.1\.{WB}", rf"{out}ffn.norm.\2"),
     ]
 
 
@@ -82,7 +88,7 @@ def detrex_decoder_rules(src: str, dst: str = "decoder.layers.") -> list[Rule]:
         (rf"{p}(\d+)\.norms\.0\.{WB}", rf"{dst}\1.norm_self.\2"),
         (rf"{p}(\d+)\.attentions\.1\.{MSDA}", rf"{dst}\1.cross_attn.\2.\3"),
         (rf"{p}(\d+)\.norms\.1\.{WB}", rf"{dst}\1.norm_cross.\2"),
-        *_detrex_ffn(p, dst),
+        *_detrex_ffn(p, rf"{dst}\1."),
         (rf"{p}(\d+)\.norms\.2\.{WB}", rf"{dst}\1.ffn.norm.\2"),
     ]
 
