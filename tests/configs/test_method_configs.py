@@ -15,7 +15,7 @@ from detr_efficient.engine import check_config, do_eval, do_train
 REPO = Path(__file__).resolve().parents[2]
 METHOD_CONFIGS = sorted(
     str(p.relative_to(REPO))
-    for folder in ("dino", "deformable_detr")
+    for folder in ("dino", "deformable_detr", "focus_detr", "sparse_detr")
     for p in (REPO / "configs" / folder).glob("*.py")
 )
 
@@ -28,6 +28,12 @@ def test_the_reference_configs_exist():
         "configs/deformable_detr/deformable_detr_r50_two_stage_50ep.py",
         "configs/dino/dino_shapes_cpu.py",
         "configs/deformable_detr/deformable_detr_shapes_cpu.py",
+        "configs/focus_detr/focus_detr_r50_4scale_12ep.py",
+        "configs/focus_detr/focus_detr_r50_4scale_24ep.py",
+        "configs/focus_detr/focus_detr_r50_4scale_36ep.py",
+        "configs/focus_detr/focus_detr_shapes_cpu.py",
+        "configs/sparse_detr/sparse_detr_r50_4scale_12ep.py",
+        "configs/sparse_detr/sparse_detr_shapes_cpu.py",
     } <= set(METHOD_CONFIGS)
 
 
@@ -58,16 +64,37 @@ def test_schedules_and_solver_of_the_reference_configs():
     )
     assert ddetr.train.max_iter == 375000 and ddetr.optimizer.lr == 2e-4
     assert ddetr.model.criterion.encoder_binary_class
+    focus = LazyConfig.load(str(REPO / "configs/focus_detr/focus_detr_r50_4scale_12ep.py"))
+    assert focus.train.max_iter == 90000 and focus.optimizer.lr == 1e-4
+    assert focus.model.encoder.keep_ratios == [0.5, 0.4, 0.3, 0.3, 0.2, 0.1]
+    assert focus.model.encoder.layer.dual_attention.top_k == 300
+    assert focus.model.foreground_weight == 1.5
+    sparse = LazyConfig.load(str(REPO / "configs/sparse_detr/sparse_detr_r50_4scale_12ep.py"))
+    assert sparse.model.encoder.keep_ratios == [0.3] * 6 and sparse.model.keep_ratio == 0.3
 
 
-def _small(tmp_path, *overrides):
-    cfg = LazyConfig.load(str(REPO / "configs/dino/dino_shapes_cpu.py"))
+SHAPES_CONFIGS = {
+    "dino": ("configs/dino/dino_shapes_cpu.py", "model.encoder.num_layers=1"),
+    "focus_detr": (
+        "configs/focus_detr/focus_detr_shapes_cpu.py",
+        "model.encoder.keep_ratios=[0.5]",
+    ),
+    "sparse_detr": (
+        "configs/sparse_detr/sparse_detr_shapes_cpu.py",
+        "model.encoder.keep_ratios=[0.4]",
+    ),
+}
+
+
+def _small(tmp_path, *overrides, method="dino"):
+    path, one_encoder_layer = SHAPES_CONFIGS[method]
+    cfg = LazyConfig.load(str(REPO / path))
     return LazyConfig.apply_overrides(
         cfg,
         [
             f"train.output_dir={tmp_path}",
             "train.device=cpu",
-            "model.encoder.num_layers=1",
+            one_encoder_layer,
             "model.decoder.num_layers=2",
             "dataloader.train.num_workers=0",
             "dataloader.test.num_workers=0",
@@ -76,14 +103,16 @@ def _small(tmp_path, *overrides):
     )
 
 
-def test_small_dino_trains_two_iterations_checkpoints_and_evaluates(tmp_path):
-    register_shapes("method_config_test_val", tmp_path / "data", "val", num_images=2, seed=4)
+@pytest.mark.parametrize("method", sorted(SHAPES_CONFIGS))
+def test_small_model_trains_two_iterations_checkpoints_and_evaluates(tmp_path, method):
+    register_shapes(f"method_config_{method}_val", tmp_path / "data", "val", num_images=2, seed=4)
     cfg = _small(
         tmp_path,
         "train.max_iter=2",
         "train.checkpointer.period=1000000",
         "dataloader.train.total_batch_size=2",
-        "dataloader.test.dataset.names=method_config_test_val",
+        f"dataloader.test.dataset.names=method_config_{method}_val",
+        method=method,
     )
     torch.manual_seed(0)
     trainer = do_train(cfg)
@@ -92,12 +121,14 @@ def test_small_dino_trains_two_iterations_checkpoints_and_evaluates(tmp_path):
     assert '"bbox/AP"' in (tmp_path / "metrics.json").read_text()
 
 
-def test_eval_only_over_coco_tiny_val(tmp_path, shared_data):
+@pytest.mark.parametrize("method", sorted(SHAPES_CONFIGS))
+def test_eval_only_over_coco_tiny_val(tmp_path, shared_data, method):
     cfg = _small(
         tmp_path,
         "model.num_classes=80",
         "dataloader.test.dataset.names=coco_tiny_val",
         "train.init_checkpoint=",
+        method=method,
     )
     results = do_eval(cfg)
     assert set(results["bbox"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}

@@ -19,6 +19,8 @@ REPO = Path(__file__).resolve().parents[2]
 CONFIGS = {
     "dino": "configs/dino/models/dino_shapes.py",
     "deformable_detr": "configs/deformable_detr/models/deformable_detr_shapes.py",
+    "focus_detr": "configs/focus_detr/models/focus_detr_shapes.py",
+    "sparse_detr": "configs/sparse_detr/models/sparse_detr_shapes.py",
 }
 TINY = [
     "model.embed_dim=64",
@@ -28,15 +30,30 @@ TINY = [
     "model.neck.out_channels=64",
     "model.neck.num_groups=8",
     "model.position_embedding.num_feats=32",
-    "model.encoder.num_layers=1",
-    "model.encoder.layer.embed_dim=64",
-    "model.encoder.layer.ffn_dim=128",
-    "model.encoder.layer.self_attn.embed_dim=64",
     "model.decoder.embed_dim=64",
     "model.decoder.layer.embed_dim=64",
     "model.decoder.layer.ffn_dim=128",
     "model.decoder.layer.cross_attn.embed_dim=64",
 ]
+TINY_ENCODER = [
+    "model.encoder.num_layers=1",
+    "model.encoder.layer.embed_dim=64",
+    "model.encoder.layer.ffn_dim=128",
+    "model.encoder.layer.self_attn.embed_dim=64",
+]
+TINY_SELECTIVE_ENCODER = [
+    "model.encoder.keep_ratios=[0.5]",
+    "model.encoder.layer.layer.embed_dim=64",
+    "model.encoder.layer.layer.ffn_dim=128",
+    "model.encoder.layer.layer.self_attn.embed_dim=64",
+]
+TINY_DUAL_ATTENTION = ["model.encoder.layer.dual_attention.embed_dim=64"]
+TINY_OVERRIDES = {
+    "dino": TINY + TINY_ENCODER,
+    "deformable_detr": TINY + TINY_ENCODER,
+    "focus_detr": TINY + TINY_SELECTIVE_ENCODER + TINY_DUAL_ATTENTION,
+    "sparse_detr": TINY + TINY_SELECTIVE_ENCODER,
+}
 
 
 def _coco_ap(records: list[dict], outputs: list[dict]) -> float:
@@ -86,7 +103,7 @@ def _coco_ap(records: list[dict], outputs: list[dict]) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["dino", "deformable_detr"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_tiny_model_memorises_a_few_images(name):
     records = [r for r in DatasetCatalog.get("shapes_train")[:8] if 2 <= len(r["annotations"]) <= 5]
     records = records[:2]
@@ -97,7 +114,7 @@ def test_tiny_model_memorises_a_few_images(name):
     batch = [mapper(copy.deepcopy(r)) for r in records]
 
     cfg = LazyConfig.load(str(REPO / CONFIGS[name]))
-    cfg = LazyConfig.apply_overrides(cfg, TINY)
+    cfg = LazyConfig.apply_overrides(cfg, TINY_OVERRIDES[name])
     torch.manual_seed(0)
     model = instantiate(cfg.model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, weight_decay=1e-4)
