@@ -3,11 +3,15 @@
 
 1. Generates the synthetic shapes dataset (cached) and loads it through Detectron2's catalog.
 2. Draws a grid of images with their ground-truth boxes into a PNG.
-3. Trains a small DINO from scratch on ``shapes_train`` with ``train_net.py``
-   (``configs/dino/dino_shapes_cpu.py``; on the GPU when there is one), which ends with a
-   COCOEvaluator run on ``shapes_val``; prints the AP table and draws the detections of the
-   first validation images with ``tools/predict.py``. A finished run is reused (``--resume``).
-4. Runs the extension's class-agnostic NMS on detector-like boxes made from real annotations
+3. Trains a small Focus-DETR from scratch on ``shapes_train`` with ``train_net.py``
+   (``configs/focus_detr/focus_detr_shapes_cpu.py``; on the GPU when there is one), which
+   ends with a COCOEvaluator run on ``shapes_val``, and the same-sized DINO
+   (``configs/dino/dino_shapes_cpu.py``) to compare with (``--skip-dino`` leaves it out);
+   prints their AP tables side by side and draws the detections of the first validation
+   images with ``tools/predict.py``. Finished runs are reused (``--resume``).
+4. Draws, for one validation image, the tokens Focus-DETR's encoder keeps at each level
+   (``tools/kept_tokens.py``) under its detections and DINO's.
+5. Runs the extension's class-agnostic NMS on detector-like boxes made from real annotations
    (every ground-truth box of ``shapes_val`` and of the real COCO subset, jittered many times
    and scored by its overlap with the truth, plus low-scored clutter), checks the keep set
    against torchvision, and reports how well NMS recovers one box per object.
@@ -29,7 +33,7 @@ import torch
 import torchvision
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from detr_efficient.data import DatasetError, draw_dataset_grid  # registers the datasets
 from detr_efficient.ops import nms
@@ -108,7 +112,11 @@ def print_table(rows: list[dict]) -> None:
 
 
 REPO = Path(__file__).resolve().parents[1]
-DETECTOR_CONFIG = REPO / "configs/dino/dino_shapes_cpu.py"
+DETECTORS = {
+    "focus_detr": REPO / "configs/focus_detr/focus_detr_shapes_cpu.py",
+    "dino": REPO / "configs/dino/dino_shapes_cpu.py",
+}
+NAMES = {"focus_detr": "Focus-DETR", "dino": "DINO"}
 
 
 def train_detector(config: Path, output: Path, device: str, overrides: list[str]) -> float:
@@ -138,9 +146,12 @@ def final_metrics(output: Path) -> dict:
     return {k.split("/", 1)[1]: v for k, v in entries[-1].items() if k.startswith("bbox/")}
 
 
-def draw_detections(config: Path, checkpoint: Path, records: list[dict], output: Path) -> Path:
-    """tools/predict.py on the first images of ``records``, tiled into one PNG."""
-    folder = output / "predictions"
+def draw_detections(
+    config: Path, checkpoint: Path, records: list[dict], output: Path, name: str
+) -> Path:
+    """tools/predict.py on the first images of ``records`` into ``output/predictions_<name>``,
+    tiled into one PNG."""
+    folder = output / f"predictions_{name}"
     command = [
         sys.executable,
         str(REPO / "tools/predict.py"),
@@ -163,8 +174,45 @@ def draw_detections(config: Path, checkpoint: Path, records: list[dict], output:
     grid = Image.new("RGB", (columns * width, rows * height), "white")
     for i, tile in enumerate(tiles):
         grid.paste(tile, ((i % columns) * width, (i // columns) * height))
-    path = output / "shapes_val_detections.png"
+    path = output / f"shapes_val_detections_{name}.png"
     grid.save(path)
+    return path
+
+
+def draw_kept_tokens(config: Path, checkpoint: Path, record: dict, output: Path, names) -> Path:
+    """The detections of each detector in ``names`` on ``record``'s image side by side, above
+    the tokens Focus-DETR's encoder keeps per level (``tools/kept_tokens.py``)."""
+    tokens_png = output / "kept_tokens_levels.png"
+    command = [
+        sys.executable,
+        str(REPO / "tools/kept_tokens.py"),
+        "--config-file",
+        str(config),
+        "--checkpoint",
+        str(checkpoint),
+        "--input",
+        record["file_name"],
+        "--output",
+        str(tokens_png),
+    ]
+    subprocess.run(command, check=True)
+    stem = Path(record["file_name"]).stem
+    detections = [Image.open(output / f"predictions_{n}" / f"{stem}.png") for n in names]
+    levels = Image.open(tokens_png)
+    font = ImageFont.load_default()
+    for name, tile in zip(names, detections, strict=True):
+        ImageDraw.Draw(tile).text((3, 3), NAMES[name], fill=(255, 255, 255), font=font)
+    top_width = sum(t.width for t in detections)
+    picture = Image.new(
+        "RGB", (max(top_width, levels.width), detections[0].height + levels.height), "white"
+    )
+    x = 0
+    for tile in detections:
+        picture.paste(tile, (x, 0))
+        x += tile.width
+    picture.paste(levels, (0, detections[0].height))
+    path = output / "focus_detr_kept_tokens.png"
+    picture.save(path)
     return path
 
 
@@ -174,6 +222,7 @@ def main() -> None:
     parser.add_argument("--iou-threshold", type=float, default=0.5)
     parser.add_argument("--copies", type=int, default=30, help="jittered candidates per object")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--skip-dino", action="store_true", help="train only Focus-DETR")
     parser.add_argument("overrides", nargs="*", help="train_net.py overrides, key=value")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
@@ -187,29 +236,33 @@ def main() -> None:
     grid = draw_dataset_grid(val, classes, args.output / "shapes_val_ground_truth.png", 12)
     print(f"wrote {grid}")
 
-    detector_dir = (args.output / "dino_shapes").resolve()
-    seconds = train_detector(DETECTOR_CONFIG, detector_dir, args.device, args.overrides)
-    metrics = final_metrics(detector_dir)
-    print(
-        f"\nDINO (small) on shapes_val; train_net.py ran {seconds / 60:.1f} min "
-        f"(a finished run in {detector_dir} is reused, not retrained):"
-    )
-    print(" | ".join(f"{k} {v:.1f}" for k, v in metrics.items() if "-" not in k))
-    picture = draw_detections(
-        DETECTOR_CONFIG, detector_dir / "model_final.pth", val[:8], args.output
-    )
-    print(f"wrote {picture}")
-    (args.output / "detector_summary.json").write_text(
-        json.dumps(
-            {
-                "config": str(DETECTOR_CONFIG.relative_to(REPO)),
-                "minutes": seconds / 60,
-                "device": args.device,
-                "bbox": metrics,
-            },
-            indent=2,
+    names = ["focus_detr"] + ([] if args.skip_dino else ["dino"])
+    summary = {}
+    for name in names:
+        folder = (args.output / f"{name}_shapes").resolve()
+        seconds = train_detector(DETECTORS[name], folder, args.device, args.overrides)
+        summary[name] = {
+            "config": str(DETECTORS[name].relative_to(REPO)),
+            "minutes": seconds / 60,
+            "device": args.device,
+            "bbox": final_metrics(folder),
+        }
+        picture = draw_detections(
+            DETECTORS[name], folder / "model_final.pth", val[:8], args.output, name
         )
+        print(f"wrote {picture}")
+    print("\nsmall detectors on shapes_val (finished runs are reused, not retrained):")
+    keys = [k for k in summary["focus_detr"]["bbox"] if "-" not in k]
+    print(f"{'detector':<12} {'minutes':>7} " + " ".join(f"{k:>6}" for k in keys))
+    for name, entry in summary.items():
+        values = " ".join(f"{entry['bbox'][k]:>6.1f}" for k in keys)
+        print(f"{NAMES[name]:<12} {entry['minutes']:>7.1f} {values}")
+    focus_dir = (args.output / "focus_detr_shapes").resolve()
+    picture = draw_kept_tokens(
+        DETECTORS["focus_detr"], focus_dir / "model_final.pth", val[0], args.output, names
     )
+    print(f"wrote {picture} (tokens kept by the first / last encoder layer, per level)")
+    (args.output / "detector_summary.json").write_text(json.dumps(summary, indent=2))
 
     rows = [nms_on_dataset("shapes_val", val, args.iou_threshold, args.copies)]
     try:
@@ -227,9 +280,9 @@ def main() -> None:
         f"\nclass-agnostic NMS (IoU {args.iou_threshold}), identical to torchvision on every image:"
     )
     print_table(rows)
-    summary = args.output / "nms_summary.json"
-    summary.write_text(json.dumps(rows, indent=2))
-    print(f"wrote {summary}")
+    nms_summary = args.output / "nms_summary.json"
+    nms_summary.write_text(json.dumps(rows, indent=2))
+    print(f"wrote {nms_summary}")
 
 
 if __name__ == "__main__":
