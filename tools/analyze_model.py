@@ -2,7 +2,7 @@
 """Parameters, GFLOPs and speed of a detector built from a LazyConfig.
 
     tools/analyze_model.py --config-file configs/dino/dino_r50_4scale_12ep.py \\
-        --tasks params flops speed [--size 850 1040] [--device cpu] [--json out.json] \\
+        --tasks params flops speed tokens [--size 850 1040] [--device cpu] [--json out.json] \\
         [key=value ...]
 
 The model is ``instantiate(cfg.model)`` in eval mode, with ``train.init_checkpoint`` loaded
@@ -10,7 +10,9 @@ when the config sets one (override ``train.init_checkpoint=""`` to analyse rando
 Flops follow fvcore (one multiply-add = 1 flop) with the handles of
 ``detr_efficient.evaluation.model_analysis`` for the custom ops, on random uint8 images of
 ``--size`` (default 3 x 850 x 1040, the protocol of the papers' tables), averaged over
-``--num-inputs`` images. Speed: images per second at batch 1 under ``no_grad``.
+``--num-inputs`` images. Speed: images per second at batch 1 under ``no_grad``. Tokens: how
+many encoder tokens each layer updates (all valid ones, or a token-selecting detector's
+kept set).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from omegaconf import OmegaConf
 
 from detr_efficient.evaluation import model_analysis as ma
 
-TASKS = ("params", "flops", "speed")
+TASKS = ("params", "flops", "speed", "tokens")
 logger = logging.getLogger("detr_efficient.analyze_model")
 
 
@@ -111,6 +113,9 @@ def run(args: argparse.Namespace) -> dict:
         result["params"] = ma.count_parameters(model)
     if "flops" in args.tasks:
         result["flops"] = analyze_flops(model, args.size, args.num_inputs, args.device)
+    if "tokens" in args.tasks:
+        inputs = ma.dummy_inputs(1, tuple(args.size), args.device)
+        result["tokens"] = ma.encoder_token_counts(model, inputs)
     if "speed" in args.tasks:
         inputs = ma.dummy_inputs(1, tuple(args.size), args.device)
         result["speed"] = ma.measure_speed(model, inputs, args.warmup, args.iters)
@@ -135,6 +140,12 @@ def format_table(result: dict) -> str:
             rows.append((f"GFLOPs encoder [{name}]", f"{g:.2f}"))
         if not flops["encoder_gflops"]:
             rows.append(("GFLOPs encoder", "no module named *encoder*"))
+    if "tokens" in result:
+        tokens = result["tokens"]
+        rows.append(("encoder tokens (valid)", f"{tokens['tokens']} ({tokens['valid'][0]})"))
+        per_layer = " ".join(str(layer[0]) for layer in tokens["kept_per_layer"])
+        rows.append(("  updated per layer", per_layer))
+        rows.append(("  mean fraction updated", f"{tokens['kept_fraction']:.3f}"))
     if "speed" in result:
         speed = result["speed"]
         label = f"FPS ({speed['device']}, batch {speed['images_per_iter']})"

@@ -56,6 +56,7 @@ __all__ = [
     "count_parameters",
     "dummy_inputs",
     "encoder_flops",
+    "encoder_token_counts",
     "key_aware_deform_attn_flops",
     "load_checkpoint",
     "load_config",
@@ -297,6 +298,36 @@ def encoder_flops(by_module: Mapping[str, int], keyword: str = "encoder") -> dic
         return {}
     depth = min(name.count(".") for name in matches)
     return {name: by_module[name] for name in matches if name.count(".") == depth}
+
+
+# --------------------------------------------------------------------------- encoder tokens
+
+
+@torch.no_grad()
+def encoder_token_counts(model: nn.Module, inputs: list[dict]) -> dict[str, Any]:
+    """Tokens each encoder layer updates, per image: ``{"tokens": S (padded map),
+    "valid": [n_b], "kept_per_layer": [[k_b per image] per layer], "kept_fraction": mean
+    over layers and images of k_b / n_b}``. Token-selecting detectors (``encode_sparse``)
+    report their selection; other deformable detectors update every valid token in each of
+    their ``encoder.layers``."""
+    if hasattr(model, "encode_sparse"):
+        _, token_map, _, encoding = model.encode_sparse(inputs)
+        kept = [c.tolist() for c in encoding.counts]
+    elif hasattr(model, "preprocess_images") and hasattr(model, "token_map"):
+        images, mask = model.preprocess_images(inputs)
+        token_map = model.token_map(images.tensor, mask)
+        valid = (~token_map.padding_mask).sum(1).tolist()
+        kept = [valid for _ in model.encoder.layers]
+    else:
+        raise ValueError(f"{type(model).__name__} has no deformable token map to count")
+    valid = (~token_map.padding_mask).sum(1).tolist()
+    fractions = [k / max(n, 1) for layer in kept for k, n in zip(layer, valid, strict=True)]
+    return {
+        "tokens": int(token_map.tokens.shape[1]),
+        "valid": valid,
+        "kept_per_layer": kept,
+        "kept_fraction": sum(fractions) / len(fractions),
+    }
 
 
 # --------------------------------------------------------------------------- parameters

@@ -183,3 +183,32 @@ def test_measure_speed_cpu():
     assert stats["peak_memory_mb"] >= 0 and stats["memory_source"].startswith("cpu")
     with pytest.raises(ValueError, match="iters"):
         measure_speed(ListModel(), [], iters=0)
+
+
+def test_encoder_token_counts_of_dino_and_focus_detr():
+    from pathlib import Path
+
+    from detectron2.config import LazyConfig, instantiate
+
+    from detr_efficient.evaluation import encoder_token_counts
+
+    repo = Path(__file__).resolve().parents[2]
+    inputs = dummy_inputs(1, (128, 96))
+    counts = {}
+    for name, path in (
+        ("dino", "configs/dino/models/dino_shapes.py"),
+        ("focus", "configs/focus_detr/models/focus_detr_shapes.py"),
+    ):
+        torch.manual_seed(0)
+        model = instantiate(LazyConfig.load(str(repo / path)).model).eval()
+        counts[name] = encoder_token_counts(model, inputs)
+    tokens = 16 * 12 + 8 * 6 + 4 * 3 + 2 * 2  # strides 8..64 over 128 x 96
+    assert counts["dino"] == {
+        "tokens": tokens,
+        "valid": [tokens],
+        "kept_per_layer": [[tokens], [tokens]],
+        "kept_fraction": 1.0,
+    }
+    kept = [int(tokens * r) + 1 for r in (0.5, 0.3)]  # the shapes config's keep ratios
+    assert counts["focus"]["kept_per_layer"] == [[k] for k in kept]
+    assert counts["focus"]["kept_fraction"] == pytest.approx(sum(kept) / (2 * tokens))
