@@ -1,0 +1,23 @@
+"""tools/compare_detectors.py: one table and JSON for several detectors, ratios to the first."""
+
+import json
+
+from conftest import REPO, load_tool
+
+DINO = str(REPO / "configs/dino/dino_shapes_cpu.py")
+FOCUS = str(REPO / "configs/focus_detr/focus_detr_shapes_cpu.py")
+
+
+def test_rows_ratios_and_json(tmp_path, capsys):
+    tool = load_tool("compare_detectors")
+    out = tmp_path / "cmp.json"
+    argv = ["--configs", DINO, FOCUS, "--size", "96", "128", "--rounds", "1", "--iters", "1"]
+    assert tool.main([*argv, "--warmup", "0", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["config"] for r in rows] == [DINO, FOCUS]
+    dino, focus = rows
+    assert dino["fps_ratio"] == 1.0 and dino["gflops_ratio"] == 1.0
+    assert focus["gflops_ratio"] == focus["gflops"] / dino["gflops"]
+    assert dino["tokens_updated"] == 1.0 and focus["tokens_updated"] < 0.5
+    assert focus["encoder_gflops"] < dino["encoder_gflops"]
+    assert "focus_detr_shapes_cpu.py" in capsys.readouterr().out

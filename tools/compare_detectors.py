@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Detectors side by side in one run: parameters, GFLOPs (total and encoder), encoder tokens
+updated, and inference latency at batch 1 measured round-robin (each round times every model
+once, so machine noise hits all of them alike), with ratios to the first config.
+
+    tools/compare_detectors.py --configs configs/dino/dino_r50_4scale_12ep.py \\
+        configs/focus_detr/focus_detr_r50_4scale_12ep.py [--size 850 1040] [--device cuda] \\
+        [--rounds 5] [--iters 5] [--no-flops] [--json out.json]
+
+Random weights (no checkpoint is loaded): speed and flops do not depend on them, except that
+token-selecting detectors always keep the same number of tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import detr_efficient  # noqa: F401  (first: makes Detectron2 v0.6 work on this stack)
+
+# isort: split
+import torch
+
+from detr_efficient.evaluation import model_analysis as ma
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--configs", nargs="+", required=True, help="LazyConfigs with 'model'")
+    parser.add_argument("--size", nargs=2, type=int, default=list(ma.PROTOCOL_SIZE))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--rounds", type=int, default=5, help="round-robin timing rounds")
+    parser.add_argument("--iters", type=int, default=3, help="timed runs per model per round")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--no-flops", action="store_true", help="skip the fvcore traces")
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.iters < 1 or args.warmup < 0:
+        parser.error("--rounds and --iters must be >= 1, --warmup >= 0")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device is available")
+    for config in args.configs:
+        if not Path(config).is_file():
+            parser.error(f"--configs {config}: no such file")
+    return args
+
+
+def compare(args: argparse.Namespace) -> list[dict]:
+    inputs = ma.dummy_inputs(1, tuple(args.size), args.device)
+    models, rows = [], []
+    for config in args.configs:
+        torch.manual_seed(0)
+        model = ma.build_inference_model(ma.load_config(config), args.device)
+        row = {"config": config, "params_m": ma.count_parameters(model)["total"] / 1e6}
+        if not args.no_flops:
+            report = ma.analyze_flops(model, (inputs,))
+            row["gflops"] = report.total / 1e9
+            row["encoder_gflops"] = report.by_module.get("encoder", 0) / 1e9
+        with torch.no_grad():
+            row["tokens_updated"] = ma.encoder_token_counts(model, inputs)["kept_fraction"]
+        models.append(model)
+        rows.append(row)
+    for model in models:
+        ma.measure_speed(model, inputs, args.warmup, 1)
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(args.rounds):
+        for i, model in enumerate(models):
+            times[i].append(ma.measure_speed(model, inputs, 0, args.iters)["seconds_per_iter"])
+    for row, samples in zip(rows, times, strict=True):
+        row["latency_ms"] = statistics.median(samples) * 1e3
+        row["fps"] = 1e3 / row["latency_ms"]
+    base = rows[0]
+    for row in rows:
+        row["fps_ratio"] = row["fps"] / base["fps"]
+        if "gflops" in row:
+            row["gflops_ratio"] = row["gflops"] / base["gflops"]
+            row["encoder_gflops_ratio"] = row["encoder_gflops"] / base["encoder_gflops"]
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    columns = [
+        ("config", "config", "{}"),
+        ("params_m", "params M", "{:.2f}"),
+        ("gflops", "GFLOPs", "{:.1f}"),
+        ("gflops_ratio", "x", "{:.3f}"),
+        ("encoder_gflops", "enc GFLOPs", "{:.1f}"),
+        ("encoder_gflops_ratio", "x", "{:.3f}"),
+        ("tokens_updated", "tokens", "{:.3f}"),
+        ("latency_ms", "ms", "{:.1f}"),
+        ("fps_ratio", "FPS x", "{:.3f}"),
+    ]
+    columns = [c for c in columns if c[0] in rows[0]]
+    cells = [[title for _, title, _ in columns]]
+    for row in rows:
+        cells.append([fmt.format(row[key]) for key, _, fmt in columns])
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rows = compare(args)
+    print(
+        f"input 3x{args.size[0]}x{args.size[1]}, device {args.device}, batch 1; "
+        "ratios vs the first row"
+    )
+    print(format_table(rows))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result = {"size": args.size, "device": args.device, "rounds": args.rounds, "rows": rows}
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
