@@ -29,9 +29,10 @@ bench: setup
 	$(PY) tools/benchmark_kernels.py --output results/benchmarks
 
 # Wheels for tools/gpu_check.sh on a GPU machine without internet (carry wheels/ there):
-# pytest for the tests, ninja for the just-in-time classic-kernel baseline of the benchmark.
+# pytest for the tests, ninja for the just-in-time classic-kernel baseline of the benchmark,
+# and a pure-Python Detectron2 with the packages the detectors need (tools/gpu_wheels.sh).
 gpu-wheels: setup
-	$(PY) -m pip download --quiet --only-binary :all: --python-version 3.12 -d wheels pytest ninja
+	PY=$(abspath $(PY)) bash tools/gpu_wheels.sh
 
 clean:
 	rm -rf build detr_efficient/_C*.so

@@ -8,7 +8,11 @@
 #
 # pytest (tests) and ninja (the benchmark's just-in-time classic-kernel baseline): where
 # missing, they are installed from WHEELS_DIR (default wheels/; `make gpu-wheels` makes it
-# where there is internet). Exit status: non-zero if the build or any test failed.
+# where there is internet). Where WHEELS_DIR also holds the pure-Python Detectron2 wheel, the
+# wheels there that the interpreter lacks are installed (offline, --no-deps: Detectron2, its
+# runtime deps, torchvision, scipy, ...) and DINO, Focus-DETR and Sparse DETR are compared on
+# the GPU (tools/compare_detectors.py -> detectors.json, detectors.log); else that is skipped.
+# Exit status: non-zero if the build or any step failed.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -55,5 +59,42 @@ fi
 step benchmarks "$PYTHON" tools/benchmark_kernels.py --device cuda --output "$RESULTS" \
   --nms-sizes 1000 5000 20000 30000
 cp "$RESULTS/benchmarks.log" "$RESULTS/benchmarks_table.txt" 2> /dev/null
+
+missing_wheels() {  # names of the distributions in WHEELS_DIR that PYTHON does not have
+  "$PYTHON" - "$WHEELS_DIR" << 'EOF'
+import importlib.metadata as md, pathlib, re, sys
+
+for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
+    name = wheel.name.split("-")[0]
+    try:
+        md.version(name)
+    except md.PackageNotFoundError:
+        print(re.sub(r"[-_.]+", "-", name).lower())
+EOF
+}
+
+if compgen -G "$WHEELS_DIR/pb1_detectron2-*.whl" > /dev/null; then
+  # Only what is missing, from WHEELS_DIR alone, without resolving: the image's torch (and
+  # numpy etc. where present) stay as they are. Throwaway machine: a system Python that is
+  # marked externally managed is installed into all the same.
+  mapfile -t missing < <(missing_wheels)
+  if [ ${#missing[@]} -gt 0 ]; then
+    step install_detector_wheels env PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install \
+      --disable-pip-version-check --no-index --find-links "$WHEELS_DIR" --no-deps "${missing[@]}"
+  fi
+  step detector_imports "$PYTHON" -c "import detr_efficient, detectron2, torch, torchvision
+from detr_efficient import compat
+from detr_efficient.modeling import FocusDETR, SparseDETR
+print('detectron2', detectron2.__version__, detectron2.__file__)
+print('torch', torch.__version__, 'torchvision', torchvision.__version__)
+print('compat fixes', compat.applied_fixes())"
+  # (compare_detectors.py finds detr_efficient, built in place here, on PYTHONPATH)
+  step detectors env PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+    "$PYTHON" tools/compare_detectors.py --configs configs/dino/dino_r50_4scale_12ep.py \
+    configs/focus_detr/focus_detr_r50_4scale_12ep.py configs/sparse_detr/sparse_detr_r50_4scale_12ep.py \
+    --device cuda --rounds 10 --iters 10 --json "$RESULTS/detectors.json"
+else
+  log "SKIP detectors: no Detectron2 wheel in $WHEELS_DIR (make gpu-wheels)"
+fi
 log "done: status $status"
 exit $status
