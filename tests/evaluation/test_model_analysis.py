@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from detr_efficient.evaluation import (
+    analyze_flops,
     count_flops,
     count_parameters,
     dummy_inputs,
@@ -212,3 +213,16 @@ def test_encoder_token_counts_of_dino_and_focus_detr():
     kept = [int(tokens * r) + 1 for r in (0.5, 0.3)]  # the shapes config's keep ratios
     assert counts["focus"]["kept_per_layer"] == [[k] for k in kept]
     assert counts["focus"]["kept_fraction"] == pytest.approx(sum(kept) / (2 * tokens))
+
+
+def test_focus_detr_traces_when_fewer_tokens_are_kept_than_dual_attention_takes():
+    from pathlib import Path
+
+    from detectron2.config import LazyConfig, instantiate
+
+    repo = Path(__file__).resolve().parents[2]
+    torch.manual_seed(0)
+    path = repo / "configs/focus_detr/models/focus_detr_shapes.py"
+    model = instantiate(LazyConfig.load(str(path)).model).eval()
+    report = analyze_flops(model, (dummy_inputs(1, (64, 64)),))  # 43 kept < top_k 50
+    assert report.by_module["encoder"] > 0

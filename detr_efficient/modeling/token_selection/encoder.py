@@ -61,7 +61,7 @@ class DualAttention(nn.Module):
         scores: torch.Tensor,
         valid: torch.Tensor,
     ) -> torch.Tensor:
-        width = min(self.top_k, query.shape[1])
+        width = min(self.top_k, int(query.shape[1]))
         index = ops.select_topk(scores.float(), width, valid=valid, max_k=width)
         selected, pos = ops.gather_tokens_many([query, query_pos], index, check_index=False)
         q = k = selected + pos
