@@ -120,7 +120,7 @@ class DeformableDetectorBase(nn.Module):
     def select_proposals(self, scores: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """Indices ``[B, K]`` of the ``K = min(num_queries, S)`` best valid proposals by
         ``scores`` ``[B, S]`` (no gradient), -1 past an image's valid count."""
-        width = min(self.num_queries, scores.shape[1])
+        width = min(self.num_queries, int(scores.shape[1]))
         return ops.select_topk(scores.detach().float(), width, valid=valid, max_k=width)
 
     def prepare_targets(self, batched_inputs: list[dict]) -> list[dict[str, torch.Tensor]]:

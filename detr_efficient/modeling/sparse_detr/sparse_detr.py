@@ -59,7 +59,7 @@ class SparseDETR(TokenSelectingDINO):
     def selector_loss(
         self, scores: torch.Tensor, token_map: TokenMap, batched_inputs: list[dict]
     ) -> dict[str, torch.Tensor]:
-        width = min(self.num_queries, scores.shape[1])  # the matching queries come last
+        width = min(self.num_queries, int(scores.shape[1]))  # the matching queries come last
         samplings = []
         for layer in self.decoder.layers:
             locations, weights = layer.cross_attn.recorded_sampling
