@@ -12,6 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 SMALL = {
     "dino": "configs/dino/models/dino_shapes.py",
     "deformable_detr": "configs/deformable_detr/models/deformable_detr_shapes.py",
+    "focus_detr": "configs/focus_detr/models/focus_detr_shapes.py",
+    "sparse_detr": "configs/sparse_detr/models/sparse_detr_shapes.py",
 }
 
 

@@ -19,9 +19,9 @@ from detr_efficient.modeling.losses import sigmoid_focal_loss
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_detectors import _batch  # noqa: E402
+from test_detectors import _model as shapes_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
-SHAPES_CONFIG = "configs/focus_detr/models/focus_detr_shapes.py"
 
 # Level 0: 2x2 tokens of stride 8 (centres 4 and 12); level 1: one token of stride 16 (8, 8).
 TWO_LEVELS = [(2, 2), (1, 1)]
@@ -92,10 +92,7 @@ def test_foreground_loss_is_focal_over_valid_tokens_per_positive():
 
 
 def _model(**overrides):
-    cfg = LazyConfig.load(str(REPO / SHAPES_CONFIG))
-    cfg = LazyConfig.apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
-    torch.manual_seed(0)
-    return instantiate(cfg.model)
+    return shapes_model("focus_detr", **overrides)
 
 
 def test_training_losses_and_gradients():

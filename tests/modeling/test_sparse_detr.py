@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from detectron2.config import LazyConfig, instantiate
 
 from detr_efficient.modeling.sparse_detr import dam_targets, decoder_attention_map
 from detr_efficient.ops.reference import ms_deform_attn_reference
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_detectors import _batch  # noqa: E402
+from test_detectors import _model as shapes_model  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 SHAPES = [(5, 7), (3, 2)]
 
 
@@ -56,10 +55,7 @@ def test_dam_targets_take_each_images_top_tokens():
 
 
 def _model(**overrides):
-    cfg = LazyConfig.load(str(REPO / "configs/sparse_detr/models/sparse_detr_shapes.py"))
-    cfg = LazyConfig.apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
-    torch.manual_seed(0)
-    return instantiate(cfg.model)
+    return shapes_model("sparse_detr", **overrides)
 
 
 def test_training_losses_and_gradients():
