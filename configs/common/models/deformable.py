@@ -64,16 +64,21 @@ def attention(embed_dim=256, num_heads=8, num_levels=4, num_points=4, dropout=0.
     )
 
 
+def encoder_layer(embed_dim, num_heads, num_levels, num_points, ffn_dim, dropout):
+    """Deformable self-attention and FFN (the layer of every encoder here)."""
+    return L(DeformableEncoderLayer)(
+        self_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout),
+        embed_dim=embed_dim,
+        ffn_dim=ffn_dim,
+        dropout=dropout,
+    )
+
+
 def encoder(
     embed_dim=256, num_heads=8, num_levels=4, num_points=4, ffn_dim=1024, dropout=0.1, num_layers=6
 ):
     return L(DeformableTransformerEncoder)(
-        layer=L(DeformableEncoderLayer)(
-            self_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout),
-            embed_dim=embed_dim,
-            ffn_dim=ffn_dim,
-            dropout=dropout,
-        ),
+        layer=encoder_layer(embed_dim, num_heads, num_levels, num_points, ffn_dim, dropout),
         num_layers=num_layers,
     )
 
@@ -99,12 +104,7 @@ def selective_encoder(
         )
     return L(SelectiveTokenEncoder)(
         layer=L(SelectiveEncoderLayer)(
-            layer=L(DeformableEncoderLayer)(
-                self_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout),
-                embed_dim=embed_dim,
-                ffn_dim=ffn_dim,
-                dropout=dropout,
-            ),
+            layer=encoder_layer(embed_dim, num_heads, num_levels, num_points, ffn_dim, dropout),
             dual_attention=dual,
         ),
         keep_ratios=keep_ratios,
