@@ -21,9 +21,17 @@ _NORM_TYPES = (
 )
 
 
-def _matching_prefix(name: str, prefixes) -> str | None:
-    """The longest prefix (whole dotted components) that ``name`` starts with, or None."""
-    matches = [p for p in prefixes if name == p or name.startswith(p + ".")]
+def _matches(name: str, key: str) -> bool:
+    """``key`` is a prefix of whole dotted components of ``name``; ``"*.x.y"`` matches the
+    components ``x.y`` anywhere in ``name``."""
+    if key.startswith("*."):
+        return f".{key[2:]}." in f".{name}."
+    return name == key or name.startswith(key + ".")
+
+
+def _matching_key(name: str, keys) -> str | None:
+    """The longest key of ``keys`` that matches ``name`` (see ``_matches``), or None."""
+    matches = [k for k in keys if _matches(name, k)]
     return max(matches, key=len) if matches else None
 
 
@@ -38,7 +46,9 @@ def param_groups(
     """One group per (lr, weight decay) pair over the trainable parameters of ``model``.
 
     A parameter named ``p.rest`` gets ``base_lr * lr_factors[p]`` (longest matching prefix
-    ``p``; ``{"backbone": 0.1}`` gives the backbone a tenth of the lr). Parameters of
+    ``p``; ``{"backbone": 0.1}`` gives the backbone a tenth of the lr). A key ``"*.x"``
+    matches the component ``x`` anywhere in the name (``"*.sampling_offsets"``: every
+    deformable attention's offset projection); the longest matching key wins. Parameters of
     normalization layers get ``weight_decay_norm`` when it is set. Shared parameters count once.
     """
     lr_factors = dict(lr_factors or {})
@@ -53,13 +63,12 @@ def param_groups(
             seen.add(id(param))
             name = f"{module_name}.{param_name}" if module_name else param_name
             decay = weight_decay_norm if is_norm and weight_decay_norm is not None else weight_decay
-            prefix = _matching_prefix(name, lr_factors)
-            used.add(prefix)
-            factor = 1.0 if prefix is None else float(lr_factors[prefix])
-            key = (base_lr * factor, decay)
-            groups.setdefault(key, []).append(param)
+            key = _matching_key(name, lr_factors)
+            used.add(key)
+            factor = 1.0 if key is None else float(lr_factors[key])
+            groups.setdefault((base_lr * factor, decay), []).append(param)
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    for prefix in sorted(set(lr_factors) - used):
-        logger.warning("optimizer lr factor for %r matches no trainable parameter", prefix)
+    for key in sorted(set(lr_factors) - used):
+        logger.warning("optimizer lr factor for %r matches no trainable parameter", key)
     return [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]

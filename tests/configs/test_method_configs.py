@@ -52,7 +52,7 @@ def test_method_config_loads_from_elsewhere_and_checks(path, tmp_path, monkeypat
 def test_schedules_and_solver_of_the_reference_configs():
     dino = LazyConfig.load(str(REPO / "configs/dino/dino_r50_4scale_12ep.py"))
     assert dino.train.max_iter == 90000 and dino.optimizer.lr == 1e-4
-    assert dino.optimizer.params.lr_factors == {"backbone": 0.1}
+    assert dino.optimizer.params.lr_factors == {"backbone": 0.1, "*.sampling_offsets": 0.1}
     assert dino.train.clip_grad.enabled and dino.train.clip_grad.params.max_norm == 0.1
     assert dino.model.criterion.weight_dict == {
         "loss_class": 1.0,
