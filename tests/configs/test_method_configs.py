@@ -15,7 +15,7 @@ from detr_efficient.engine import check_config, do_eval, do_train
 REPO = Path(__file__).resolve().parents[2]
 METHOD_CONFIGS = sorted(
     str(p.relative_to(REPO))
-    for folder in ("dino", "deformable_detr", "focus_detr", "sparse_detr")
+    for folder in ("dino", "deformable_detr", "focus_detr", "sparse_detr", "lite_detr")
     for p in (REPO / "configs" / folder).glob("*.py")
 )
 
@@ -34,6 +34,10 @@ def test_the_reference_configs_exist():
         "configs/focus_detr/focus_detr_shapes_cpu.py",
         "configs/sparse_detr/sparse_detr_r50_4scale_12ep.py",
         "configs/sparse_detr/sparse_detr_shapes_cpu.py",
+        "configs/lite_detr/lite_dino_r50_4scale_12ep.py",
+        "configs/lite_detr/lite_dino_r50_4scale_36ep.py",
+        "configs/lite_detr/lite_deformable_detr_r50_two_stage_50ep.py",
+        "configs/lite_detr/lite_dino_shapes_cpu.py",
     } <= set(METHOD_CONFIGS)
 
 
@@ -83,6 +87,7 @@ SHAPES_CONFIGS = {
         "configs/sparse_detr/sparse_detr_shapes_cpu.py",
         "model.encoder.keep_ratios=[0.4]",
     ),
+    "lite_detr": ("configs/lite_detr/lite_dino_shapes_cpu.py", "model.encoder.num_blocks=1"),
 }
 
 

@@ -14,6 +14,16 @@ SMALL = {
     "deformable_detr": "configs/deformable_detr/models/deformable_detr_shapes.py",
     "focus_detr": "configs/focus_detr/models/focus_detr_shapes.py",
     "sparse_detr": "configs/sparse_detr/models/sparse_detr_shapes.py",
+    "lite_dino": "configs/lite_detr/models/lite_dino_shapes.py",
+}
+REFERENCE_SWITCHES = {
+    "dino": ["encoder.layer.self_attn", "decoder.layer.cross_attn"],
+    "deformable_detr": ["encoder.layer.self_attn", "decoder.layer.cross_attn"],
+    "lite_dino": [
+        "encoder.high_layer.self_attn",
+        "encoder.full_layer.self_attn",
+        "decoder.layer.cross_attn",
+    ],
 }
 
 
@@ -45,12 +55,13 @@ def _batch():
     ]
 
 
-@pytest.mark.parametrize("name", ["dino", "deformable_detr"])
+@pytest.mark.parametrize("name", ["dino", "deformable_detr", "lite_dino"])
 def test_training_losses_are_finite_and_every_parameter_gets_a_gradient(name):
     model = _model(name)
     model.train()
     losses = model(_batch())
-    stages = ["", "_0", "_1", "_enc"] + (["_dn", "_dn_0", "_dn_1"] if name == "dino" else [])
+    dn = ["_dn", "_dn_0", "_dn_1"] if name != "deformable_detr" else []
+    stages = ["", "_0", "_1", "_enc"] + dn
     expected = {f"loss_{kind}{stage}" for kind in ("class", "bbox", "giou") for stage in stages}
     assert set(losses) == expected
     assert all(torch.isfinite(v) for v in losses.values())
@@ -59,7 +70,7 @@ def test_training_losses_are_finite_and_every_parameter_gets_a_gradient(name):
     assert missing == []
 
 
-@pytest.mark.parametrize("name", ["dino", "deformable_detr"])
+@pytest.mark.parametrize("name", ["dino", "deformable_detr", "lite_dino"])
 def test_detections_are_in_original_image_coordinates(name):
     model = _model(name, **{"model.num_detections": 7})
     model.eval()
@@ -75,14 +86,10 @@ def test_detections_are_in_original_image_coordinates(name):
     assert (first.pred_classes < 5).all()
 
 
-@pytest.mark.parametrize("name", ["dino", "deformable_detr"])
+@pytest.mark.parametrize("name", sorted(REFERENCE_SWITCHES))
 def test_kernel_and_reference_attention_give_the_same_model_outputs(name):
-    paths = [
-        "model.encoder.layer.self_attn.use_reference",
-        "model.decoder.layer.cross_attn.use_reference",
-    ]
     kernel = _model(name)
-    reference = _model(name, **{p: True for p in paths})
+    reference = _model(name, **{f"model.{p}.use_reference": True for p in REFERENCE_SWITCHES[name]})
     reference.load_state_dict(kernel.state_dict())
     for m in (kernel, reference):
         m.eval()
@@ -118,6 +125,8 @@ def test_training_without_instances_is_a_clear_error():
     [
         ("configs/dino/models/dino_r50.py", 46.0e6, 48.0e6),  # DINO-4scale R50: ~47M
         ("configs/deformable_detr/models/deformable_detr_r50.py", 40.0e6, 41.5e6),  # ~40-41M
+        ("configs/lite_detr/models/lite_dino_r50.py", 46.5e6, 48.5e6),  # Lite-DINO: 47M
+        ("configs/lite_detr/models/lite_deformable_detr_r50.py", 40.5e6, 42.5e6),  # 41M
     ],
 )
 def test_reference_configs_have_the_papers_parameter_counts(path, low, high):

@@ -7,6 +7,7 @@ from detectron2.config import LazyCall as L
 from detr_efficient.layers import (
     DeformableDecoderLayer,
     DeformableEncoderLayer,
+    KeyAwareDeformableAttention,
     MultiScaleDeformableAttention,
     PositionEmbeddingSine,
 )
@@ -18,6 +19,11 @@ from detr_efficient.modeling import (
     build_slim_resnet,
 )
 from detr_efficient.modeling.criterion import SetCriterion
+from detr_efficient.modeling.lite_detr import (
+    InterleavedEncoder,
+    SplitFFNEncoderLayer,
+    parse_variant,
+)
 from detr_efficient.modeling.matcher import HungarianMatcher
 from detr_efficient.modeling.token_selection import (
     DualAttention,
@@ -54,8 +60,10 @@ def position_embedding(embed_dim=256, temperature=10000, offset=-0.5):
     )
 
 
-def attention(embed_dim=256, num_heads=8, num_levels=4, num_points=4, dropout=0.0):
-    return L(MultiScaleDeformableAttention)(
+def attention(embed_dim=256, num_heads=8, num_levels=4, num_points=4, dropout=0.0, key_aware=False):
+    """Deformable attention; ``key_aware=True``: Lite DETR's KDA (keys = the values)."""
+    module = KeyAwareDeformableAttention if key_aware else MultiScaleDeformableAttention
+    return L(module)(
         embed_dim=embed_dim,
         num_heads=num_heads,
         num_levels=num_levels,
@@ -64,10 +72,10 @@ def attention(embed_dim=256, num_heads=8, num_levels=4, num_points=4, dropout=0.
     )
 
 
-def encoder_layer(embed_dim, num_heads, num_levels, num_points, ffn_dim, dropout):
+def encoder_layer(embed_dim, num_heads, num_levels, num_points, ffn_dim, dropout, key_aware=False):
     """Deformable self-attention and FFN (the layer of every encoder here)."""
     return L(DeformableEncoderLayer)(
-        self_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout),
+        self_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout, key_aware),
         embed_dim=embed_dim,
         ffn_dim=ffn_dim,
         dropout=dropout,
@@ -113,6 +121,35 @@ def selective_encoder(
     )
 
 
+def interleaved_encoder(
+    variant="H3L1-(2+1)x3",
+    embed_dim=256,
+    num_heads=8,
+    num_points=4,
+    ffn_dim=1024,
+    low_ffn_dim=256,
+    dropout=0.1,
+    key_aware=True,
+):
+    """Lite DETR's encoder named as in the paper (``"H3L1-(2+1)x3"``, ``"H2L2-(2+1)x3"``,
+    ``"H3L1-(6+1)x1"``, ...); ``key_aware``: KDA (True, Lite DETR) or MSDA."""
+    spec = parse_variant(variant)
+    levels = spec.pop("num_levels")
+    return L(InterleavedEncoder)(
+        high_layer=encoder_layer(
+            embed_dim, num_heads, levels, num_points, ffn_dim, dropout, key_aware
+        ),
+        full_layer=L(SplitFFNEncoderLayer)(
+            self_attn=attention(embed_dim, num_heads, levels, num_points, dropout, key_aware),
+            embed_dim=embed_dim,
+            ffn_dim=ffn_dim,
+            low_ffn_dim=low_ffn_dim,
+            dropout=dropout,
+        ),
+        **spec,
+    )
+
+
 def decoder(
     embed_dim=256,
     num_heads=8,
@@ -122,11 +159,13 @@ def decoder(
     dropout=0.1,
     num_layers=6,
     dino=False,
+    key_aware=False,
 ):
-    """``dino=True``: query positions from boxes, look-forward-twice and a final norm."""
+    """``dino=True``: query positions from boxes, look-forward-twice and a final norm;
+    ``key_aware=True``: KDA cross-attention (Lite DETR)."""
     return L(DeformableTransformerDecoder)(
         layer=L(DeformableDecoderLayer)(
-            cross_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout),
+            cross_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout, key_aware),
             embed_dim=embed_dim,
             num_heads=num_heads,
             ffn_dim=ffn_dim,
