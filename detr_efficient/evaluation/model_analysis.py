@@ -308,8 +308,9 @@ def encoder_token_counts(model: nn.Module, inputs: list[dict]) -> dict[str, Any]
     """Tokens each encoder layer updates, per image: ``{"tokens": S (padded map),
     "valid": [n_b], "kept_per_layer": [[k_b per image] per layer], "kept_fraction": mean
     over layers and images of k_b / n_b}``. Token-selecting detectors (``encode_sparse``)
-    report their selection; other deformable detectors update every valid token in each of
-    their ``encoder.layers``."""
+    report their selection, encoders with ``updated_tokens(token_map)`` (Lite DETR's
+    interleaved encoder) theirs; other deformable detectors update every valid token in each
+    of their ``encoder.layers``."""
     if hasattr(model, "encode_sparse"):
         _, token_map, _, encoding = model.encode_sparse(inputs)
         kept = [c.tolist() for c in encoding.counts]
@@ -317,7 +318,10 @@ def encoder_token_counts(model: nn.Module, inputs: list[dict]) -> dict[str, Any]
         images, mask = model.preprocess_images(inputs)
         token_map = model.token_map(images.tensor, mask)
         valid = (~token_map.padding_mask).sum(1).tolist()
-        kept = [valid for _ in model.encoder.layers]
+        if hasattr(model.encoder, "updated_tokens"):
+            kept = model.encoder.updated_tokens(token_map)
+        else:
+            kept = [valid for _ in model.encoder.layers]
     else:
         raise ValueError(f"{type(model).__name__} has no deformable token map to count")
     valid = (~token_map.padding_mask).sum(1).tolist()

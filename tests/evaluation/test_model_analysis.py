@@ -186,7 +186,7 @@ def test_measure_speed_cpu():
         measure_speed(ListModel(), [], iters=0)
 
 
-def test_encoder_token_counts_of_dino_and_focus_detr():
+def test_encoder_token_counts_of_dino_focus_detr_and_lite_dino():
     from pathlib import Path
 
     from detectron2.config import LazyConfig, instantiate
@@ -199,6 +199,7 @@ def test_encoder_token_counts_of_dino_and_focus_detr():
     for name, path in (
         ("dino", "configs/dino/models/dino_shapes.py"),
         ("focus", "configs/focus_detr/models/focus_detr_shapes.py"),
+        ("lite", "configs/lite_detr/models/lite_dino_shapes.py"),
     ):
         torch.manual_seed(0)
         model = instantiate(LazyConfig.load(str(repo / path)).model).eval()
@@ -213,6 +214,8 @@ def test_encoder_token_counts_of_dino_and_focus_detr():
     kept = [int(tokens * r) + 1 for r in (0.5, 0.3)]  # the shapes config's keep ratios
     assert counts["focus"]["kept_per_layer"] == [[k] for k in kept]
     assert counts["focus"]["kept_fraction"] == pytest.approx(sum(kept) / (2 * tokens))
+    high = tokens - 16 * 12  # H3L1: the stride-16..64 maps, then every token
+    assert counts["lite"]["kept_per_layer"] == [[high], [tokens]]
 
 
 def test_focus_detr_traces_when_fewer_tokens_are_kept_than_dual_attention_takes():

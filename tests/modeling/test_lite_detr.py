@@ -218,3 +218,11 @@ def test_no_low_level_map_left_is_an_error():
     encoder = _encoder(key_aware=False, num_high_levels=4)
     with pytest.raises(ValueError, match="no low-level map"):
         encoder(_token_map())
+
+
+def test_updated_tokens_count_the_valid_queries_of_each_layer():
+    encoder = _encoder(key_aware=False, num_blocks=1, high_updates=3, low_updates=1)
+    token_map = _token_map()
+    # image 1 is padded on the right: valid columns 5/7, 3/4, 2/2, 1/1 per level
+    full, high = [42 + 12 + 4 + 1, 30 + 9 + 4 + 1], [12 + 4 + 1, 9 + 4 + 1]
+    assert encoder.updated_tokens(token_map) == [high, high, full]

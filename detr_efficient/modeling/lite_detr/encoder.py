@@ -140,6 +140,13 @@ class InterleavedEncoder(nn.Module):
             )
         return sum(h * w for h, w in shapes[: len(shapes) - self.num_high_levels])
 
+    def updated_tokens(self, token_map: TokenMap) -> list[list[int]]:
+        """Valid tokens each layer updates, per image: ``[[n_b per image] per layer]``."""
+        valid = ~token_map.padding_mask
+        split = self.num_low_tokens(token_map.shapes)
+        counts = {"full": valid.sum(1).tolist(), "high": valid[:, split:].sum(1).tolist()}
+        return [counts[kind] for kind in self.schedule]
+
     def forward(self, token_map: TokenMap) -> torch.Tensor:
         reference_points = encoder_reference_points(token_map.shapes, token_map.valid_ratios)
         split = self.num_low_tokens(token_map.shapes)
