@@ -62,6 +62,17 @@ def deformable():
 
 
 @pytest.fixture(scope="module")
+def lite():
+    """Lite-DINO H3L1-(2+1)x3 with KDA on a ResNet-18 (a lighter test)."""
+    cfg = LazyConfig.load("configs/lite_detr/models/lite_dino_r50.py")
+    cfg = LazyConfig.apply_overrides(
+        cfg, ["model.backbone.depth=18", "model.neck.in_channels=[128,256,512]"]
+    )
+    model = instantiate(cfg.model)
+    return model, randomised(model)
+
+
+@pytest.fixture(scope="module")
 def focus():
     """The small Focus-DETR (2 encoder, 3 decoder layers, width 128)."""
     model = instantiate(LazyConfig.load("configs/focus_detr/models/focus_detr_shapes.py").model)
@@ -101,6 +112,9 @@ def rename_layer(rest: str, table: dict[str, str]) -> str:
 
 OFFICIAL_ENC = {"norm.": "norm1.", "ffn.linear1.": "linear1.", "ffn.linear2.": "linear2."}
 OFFICIAL_ENC |= {"ffn.norm.": "norm2.", "self_attn.": "self_attn."}
+# Lite DETR's full layers: the low-level tokens' FFN (``small_expand``)
+OFFICIAL_ENC |= {"low_ffn.linear1.": "linear12.", "low_ffn.linear2.": "linear22."}
+OFFICIAL_ENC |= {"low_ffn.norm.": "norm22."}
 OFFICIAL_DEC = {"self_attn.": "self_attn.", "norm_self.": "norm2.", "cross_attn.": "cross_attn."}
 OFFICIAL_DEC |= {"norm_cross.": "norm1.", "ffn.linear1.": "linear1.", "ffn.linear2.": "linear2."}
 OFFICIAL_DEC |= {"ffn.norm.": "norm3."}
@@ -269,6 +283,7 @@ CASES = {
     "deformable-detr-official": ("deformable", official_deformable),
     "detrex-deformable-detr": ("deformable", detrex_deformable),
     "focus-detr": ("focus", focus_detr),
+    "lite-detr": ("lite", official_dino),  # the official DINO layout with Lite's extra keys
 }
 
 
@@ -602,3 +617,40 @@ def test_focus_detr_per_layer_heads():
     ours = randomised(model)
     converted = convert(focus_detr(ours), "focus-detr", reference=model)
     assert_same(converted, ours)
+
+
+def test_lite_detr_layout_has_kda_and_the_full_layers_narrow_ffn(lite):
+    _, ours = lite
+    theirs = official_dino(ours)
+    full_layers = {int(k.split(".")[3]) for k in theirs if ".norm22." in k}
+    assert full_layers == {1, 3, 5}  # H3L1-(2+1)x3: high, full, high, full, high, full
+    assert not any("attention_weights" in k for k in theirs)
+    assert "transformer.decoder.layers.0.cross_attn.query_proj.weight" in theirs
+    report = convert_with_report(theirs, "lite-detr")
+    assert report.mapped["transformer.encoder.layers.3.linear12.weight"] == (
+        "encoder.layers.3.low_ffn.linear1.weight"
+    )
+    assert any("H3L1-(2+1)x3" in note for note in report.notes)
+
+
+def test_lite_detr_checkpoint_into_another_variant_names_the_keys(lite):
+    _, ours = lite
+    cfg = LazyConfig.load("configs/lite_detr/models/lite_dino_r50.py")
+    cfg = LazyConfig.apply_overrides(
+        cfg,
+        [
+            "model.backbone.depth=18",
+            "model.neck.in_channels=[128,256,512]",
+            "model.encoder.high_updates=6",  # H3L1-(6+1)x1: the full layer is the last only
+            "model.encoder.num_blocks=1",
+        ],
+    )
+    other = instantiate(cfg.model)
+    with pytest.raises(ConversionError, match=r"encoder\.layers\.1\.low_ffn"):
+        convert(official_dino(ours), "lite-detr", reference=other)
+
+
+def test_lite_detr_checkpoint_is_not_an_official_dino(lite):
+    _, ours = lite
+    with pytest.raises(ConversionError, match="linear12"):
+        convert(official_dino(ours), "dino-official")

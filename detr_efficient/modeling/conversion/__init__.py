@@ -20,6 +20,7 @@ from . import (
     detrex_dino,
     detrex_focus_detr,
     dino_official,
+    lite_detr_official,
     torchvision_resnet,
 )
 from .coco import COCO_CATEGORY_IDS, class_rows
@@ -43,6 +44,7 @@ SOURCES: dict[str, Callable[[Mapping[str, torch.Tensor]], Conversion]] = {
     "deformable-detr-official": deformable_detr_official.convert,
     "detrex-deformable-detr": detrex_deformable_detr.convert,
     "focus-detr": detrex_focus_detr.convert,
+    "lite-detr": lite_detr_official.convert,
     "torchvision-resnet": torchvision_resnet.convert,
 }
 # Sources giving only part of a model (the backbone): checked as a subset of its keys.

@@ -20,7 +20,7 @@ from .layouts import (
 )
 from .torchvision_resnet import BATCH_COUNTER, resnet_rules
 
-__all__ = ["convert", "drop_shared_decoder_heads"]
+__all__ = ["convert", "drop_shared_decoder_heads", "map_official_dino"]
 
 PER_LAYER_HEADS = (
     "the checkpoint has one {} head per decoder layer, but our DINO shares one across the "
@@ -56,6 +56,13 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
     Detectron2 classes. Run the model with ``position_embedding.temperature=20`` and
     ``offset=0.0`` (the official ``pe_temperatureH/W=20``, no offset)."""
     c = Converter("dino-official", state_dict)
+    map_official_dino(c)
+    return c.finish()
+
+
+def map_official_dino(c: Converter) -> None:
+    """Claim the keys of the official DINO layout (see ``convert``) in ``c``."""
+    source = c.source
     num_layers = decoder_layer_count(c)
     c.rename(resnet_rules("backbone.0.body."))
     c.drop(r"backbone\.0\.body\..*\.num_batches_tracked", BATCH_COUNTER)
@@ -85,7 +92,7 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
     labels = c.require("label_enc.weight", "denoising label embedding")
     if labels.shape[0] <= int(rows.max()):
         raise ConversionError(
-            f"dino-official: label_enc.weight has {labels.shape[0]} rows, too few for the "
+            f"{source}: label_enc.weight has {labels.shape[0]} rows, too few for the "
             f"{int(rows.max()) + 1}-output class head"
         )
     c.take("label_enc.weight", "denoising.label_embed.weight", select_rows(rows))
@@ -99,4 +106,3 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
         "official DINO's position encoding differs from our default: set "
         "model.position_embedding.temperature=20 and model.position_embedding.offset=0.0"
     )
-    return c.finish()

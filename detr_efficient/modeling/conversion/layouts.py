@@ -26,7 +26,11 @@ __all__ = [
 ]
 
 WB = r"(weight|bias)"
-MSDA = r"(sampling_offsets|attention_weights|value_proj|output_proj)\.(weight|bias)"
+# deformable attention: MSDA, or KDA (no attention_weights; query_proj, optional key_proj)
+MSDA = (
+    r"(sampling_offsets|attention_weights|value_proj|output_proj|query_proj|key_proj)"
+    r"\.(weight|bias)"
+)
 MHA = r"(in_proj_weight|in_proj_bias|out_proj\.weight|out_proj\.bias)"
 
 
