@@ -1,4 +1,4 @@
-"""A tiny DINO and Deformable DETR must memorise a few synthetic images: the loss falls and
+"""A tiny version of every detector must memorise a few synthetic images: the loss falls and
 COCO AP on those images (pycocotools) becomes high."""
 
 import copy
@@ -21,6 +21,7 @@ CONFIGS = {
     "deformable_detr": "configs/deformable_detr/models/deformable_detr_shapes.py",
     "focus_detr": "configs/focus_detr/models/focus_detr_shapes.py",
     "sparse_detr": "configs/sparse_detr/models/sparse_detr_shapes.py",
+    "lite_dino": "configs/lite_detr/models/lite_dino_shapes.py",
 }
 TINY = [
     "model.embed_dim=64",
@@ -48,11 +49,21 @@ TINY_SELECTIVE_ENCODER = [
     "model.encoder.layer.layer.self_attn.embed_dim=64",
 ]
 TINY_DUAL_ATTENTION = ["model.encoder.layer.dual_attention.embed_dim=64"]
+TINY_INTERLEAVED_ENCODER = [
+    f"model.encoder.{layer}.{key}=64"
+    for layer in ("high_layer", "full_layer")
+    for key in ("embed_dim", "self_attn.embed_dim")
+] + [
+    "model.encoder.high_layer.ffn_dim=128",
+    "model.encoder.full_layer.ffn_dim=128",
+    "model.encoder.full_layer.low_ffn_dim=64",
+]
 TINY_OVERRIDES = {
     "dino": TINY + TINY_ENCODER,
     "deformable_detr": TINY + TINY_ENCODER,
     "focus_detr": TINY + TINY_SELECTIVE_ENCODER + TINY_DUAL_ATTENTION,
     "sparse_detr": TINY + TINY_SELECTIVE_ENCODER,
+    "lite_dino": TINY + TINY_INTERLEAVED_ENCODER,
 }
 
 
