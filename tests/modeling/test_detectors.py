@@ -102,8 +102,9 @@ def test_kernel_and_reference_attention_give_the_same_model_outputs(name):
         )
 
 
-def test_dino_trains_under_bf16_autocast():
-    model = _model("dino")
+@pytest.mark.parametrize("name", ["dino", "lite_dino"])
+def test_trains_under_bf16_autocast(name):
+    model = _model(name)
     model.train()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         losses = model(_batch())
