@@ -91,11 +91,13 @@ class SetCriterion(nn.Module):
         targets: list[dict],
         indices: Indices,
         num_boxes: float,
+        query_mask: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Unweighted float32 losses of one stage: ``pred_logits`` ``[B, Q, K]``, ``pred_boxes``
         ``[B, Q, 4]``, per-image ``(query, target)`` ``indices``. Focal loss over all ``B*Q*K``
-        entries (unmatched queries toward background); L1 and ``1 - GIoU`` on the matched pairs;
-        each summed and divided by ``num_boxes``."""
+        entries (unmatched queries toward background; only the queries ``query_mask`` ``[B,
+        Q]`` marks, when given); L1 and ``1 - GIoU`` on the matched pairs; each summed and
+        divided by ``num_boxes``."""
         device = pred_logits.device
         batch_idx, query_idx, labels, target_boxes = [], [], [], []
         for i, (target, (query, target_idx)) in enumerate(zip(targets, indices, strict=True)):
@@ -111,6 +113,8 @@ class SetCriterion(nn.Module):
             onehot = torch.zeros_like(logits)
             onehot[batch_idx, query_idx, labels.long()] = 1.0
             loss_class = sigmoid_focal_loss(logits, onehot, self.focal_alpha, self.focal_gamma)
+            if query_mask is not None:
+                loss_class = loss_class * query_mask[..., None].to(device)
             losses = {"loss_class": loss_class.sum() / num_boxes}
             if query_idx.numel() == 0:
                 zero = boxes.sum() * 0.0
@@ -143,17 +147,23 @@ class SetCriterion(nn.Module):
         self, stage: dict, targets: list[dict], num_boxes: float, suffix: str
     ) -> dict[str, torch.Tensor]:
         logits, boxes = stage["pred_logits"], stage["pred_boxes"]
-        indices = self.matcher(logits, boxes, targets)
-        return self._weighted(self.stage_losses(logits, boxes, targets, indices, num_boxes), suffix)
+        mask = stage.get("query_mask")
+        if mask is None:
+            indices = self.matcher(logits, boxes, targets)
+        else:
+            indices = self.matcher(logits, boxes, targets, query_mask=mask)
+        losses = self.stage_losses(logits, boxes, targets, indices, num_boxes, mask)
+        return self._weighted(losses, suffix)
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
         """``outputs``: ``pred_logits`` ``[B, Q, K]``, ``pred_boxes`` ``[B, Q, 4]`` (normalised
-        cxcywh), optional ``aux_outputs`` (list of such dicts), ``enc_outputs`` (one such dict)
-        and ``dn_outputs`` (``pred_logits`` ``[B, P, K]``, ``pred_boxes``, ``aux_outputs``,
-        ``dn_meta``); ``targets``: ``B`` dicts of ``labels`` ``[N_i]`` and ``boxes``
-        ``[N_i, 4]`` (normalised cxcywh). Returns the weighted losses ``loss_{class,bbox,giou}``
-        with suffixes ``""`` (final layer), ``_<i>`` (aux layer i), ``_enc``, ``_dn``,
-        ``_dn_<i>``."""
+        cxcywh), optional ``query_mask`` bool ``[B, Q]`` (only those queries are matched and
+        classified; in any stage dict), optional ``aux_outputs`` (list of such dicts),
+        ``enc_outputs`` (one such dict) and ``dn_outputs`` (``pred_logits`` ``[B, P, K]``,
+        ``pred_boxes``, ``aux_outputs``, ``dn_meta``); ``targets``: ``B`` dicts of ``labels``
+        ``[N_i]`` and ``boxes`` ``[N_i, 4]`` (normalised cxcywh). Returns the weighted losses
+        ``loss_{class,bbox,giou}`` with suffixes ``""`` (final layer), ``_<i>`` (aux layer
+        i), ``_enc``, ``_dn``, ``_dn_<i>``."""
         if not isinstance(outputs, dict) or "pred_logits" not in outputs:
             raise ValueError("'outputs' must be a dict with 'pred_logits' and 'pred_boxes'")
         batch = outputs["pred_logits"].shape[0]

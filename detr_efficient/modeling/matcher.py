@@ -148,10 +148,28 @@ class HungarianMatcher(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, pred_logits: torch.Tensor, pred_boxes: torch.Tensor, targets: list[dict]
+        self,
+        pred_logits: torch.Tensor,
+        pred_boxes: torch.Tensor,
+        targets: list[dict],
+        query_mask: torch.Tensor | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``pred_logits`` ``[B, Q, K]`` (sigmoid logits), ``pred_boxes`` ``[B, Q, 4]``
         (normalised cxcywh), ``targets``: ``B`` dicts of ``labels`` int64 ``[N_i]`` and
         ``boxes`` ``[N_i, 4]`` (normalised cxcywh) → per image CPU int64 ``(query_index,
-        target_index)``, each ``[min(Q, N_i)]``, sorted by query index."""
-        return [_assign(cost) for cost in self.cost_matrices(pred_logits, pred_boxes, targets)]
+        target_index)``, each ``[min(Q_i, N_i)]``, sorted by query index. ``query_mask`` bool
+        ``[B, Q]``: only the ``Q_i`` queries marked True take part (DDQ's distinct queries)."""
+        costs = self.cost_matrices(pred_logits, pred_boxes, targets)
+        if query_mask is None:
+            return [_assign(cost) for cost in costs]
+        if query_mask.shape != pred_logits.shape[:2] or query_mask.dtype != torch.bool:
+            raise ValueError(
+                f"HungarianMatcher: 'query_mask' must be bool {tuple(pred_logits.shape[:2])}, "
+                f"got {query_mask.dtype} {tuple(query_mask.shape)}"
+            )
+        matches = []
+        for cost, mask in zip(costs, query_mask.cpu(), strict=True):
+            rows = mask.nonzero()[:, 0]
+            query, target = _assign(cost[rows])
+            matches.append((rows[query], target))
+        return matches

@@ -312,3 +312,39 @@ def test_cuda_bf16_autocast_matches_cpu():
     for key, value in losses.items():
         assert value.dtype == torch.float32 and value.device.type == "cuda"
         assert_close(value.cpu(), expected[key].detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_query_mask_equals_the_losses_of_the_masked_queries_alone():
+    """A stage with ``query_mask`` (DDQ's distinct queries) gives the losses of a stage holding
+    only the marked queries (same per-image counts, so they can be stacked)."""
+    generator = torch.Generator().manual_seed(5)
+    stage = random_stage(generator, batch=2, queries=9, classes=3)
+    mask = torch.zeros(2, 9, dtype=torch.bool)
+    mask[0, [0, 3, 4, 8]] = True
+    mask[1, [1, 2, 5, 6]] = True
+    targets = make_targets()
+    targets[1] = {"labels": torch.tensor([1, 1, 2]), "boxes": torch.rand(3, 4, generator=generator)}
+    criterion = make_criterion()
+    masked = criterion({**stage, "query_mask": mask}, targets)
+    alone = criterion(
+        {k: torch.stack([v[i][mask[i]] for i in range(2)]) for k, v in stage.items()}, targets
+    )
+    assert set(masked) == set(alone)
+    for name in masked:
+        assert_close(masked[name], alone[name])
+
+
+def test_matcher_only_assigns_masked_queries():
+    generator = torch.Generator().manual_seed(6)
+    stage = random_stage(generator, batch=1, queries=6, classes=3)
+    targets = [{"labels": torch.tensor([0, 2]), "boxes": torch.rand(2, 4, generator=generator)}]
+    mask = torch.tensor([[False, True, False, True, True, False]])
+    matcher = HungarianMatcher()
+    ((query, target),) = matcher(stage["pred_logits"], stage["pred_boxes"], targets, mask)
+    ((sub_query, sub_target),) = matcher(
+        stage["pred_logits"][:, mask[0]], stage["pred_boxes"][:, mask[0]], targets
+    )
+    assert query.tolist() == [[1, 3, 4][i] for i in sub_query.tolist()]
+    assert target.tolist() == sub_target.tolist()
+    with pytest.raises(ValueError, match="query_mask"):
+        matcher(stage["pred_logits"], stage["pred_boxes"], targets, mask.float())
