@@ -14,6 +14,7 @@ __all__ = [
     "box_xyxy_to_cxcywh_normalized",
     "generalized_box_iou",
     "inverse_sigmoid",
+    "paired_box_iou",
     "paired_generalized_box_iou",
 ]
 
@@ -78,6 +79,18 @@ def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Ten
     wh = (bottom_right - top_left).clamp(min=0)
     hull = wh[..., 0] * wh[..., 1]
     return iou - (hull - union) / hull
+
+
+def paired_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Element-wise IoU of xyxy boxes ``[..., 4]`` and ``[..., 4]`` (broadcast) → ``[...]``;
+    0 where the union is empty."""
+    inter_wh = (
+        torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
+        - torch.maximum(boxes1[..., :2], boxes2[..., :2])
+    ).clamp(min=0)
+    inter = inter_wh[..., 0] * inter_wh[..., 1]
+    union = box_area(boxes1) + box_area(boxes2) - inter
+    return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
 def paired_generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:

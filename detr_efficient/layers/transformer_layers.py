@@ -83,7 +83,8 @@ class DeformableDecoderLayer(nn.Module):
         self_attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """query and query_pos ``[B, Q, C]``, reference_points ``[B, Q, L, 2 | 4]``, memory
-        ``[B, S, C]``, self_attn_mask bool ``[Q, Q]`` (True = may not attend) → ``[B, Q, C]``."""
+        ``[B, S, C]``, self_attn_mask bool ``[Q, Q]`` or ``[B * heads, Q, Q]`` (True = may not
+        attend) → ``[B, Q, C]``."""
         q = k = query + query_pos
         attended = self.self_attn(q, k, query, attn_mask=self_attn_mask, need_weights=False)[0]
         query = self.norm_self(query + self.dropout(attended))

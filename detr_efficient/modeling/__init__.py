@@ -2,6 +2,7 @@
 and one folder of deltas per method, registered in Detectron2's ``META_ARCH_REGISTRY``."""
 
 from .backbone import ChannelMapper, build_resnet, build_slim_resnet
+from .ddq import DDQDETR
 from .decoder import DeformableTransformerDecoder
 from .deformable_detr import DeformableDETR
 from .denoising import ContrastiveDenoising
@@ -12,6 +13,7 @@ from .focus_detr import FocusDETR
 from .sparse_detr import SparseDETR
 
 __all__ = [
+    "DDQDETR",
     "DINO",
     "ChannelMapper",
     "ContrastiveDenoising",

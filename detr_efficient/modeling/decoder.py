@@ -4,6 +4,7 @@ optionally, DINO's query positions from boxes and look-forward-twice."""
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -62,10 +63,16 @@ class DeformableTransformerDecoder(nn.Module):
         box_heads: list[nn.Module],
         query_pos: torch.Tensor | None = None,
         self_attn_mask: torch.Tensor | None = None,
+        next_attn_mask: Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """query ``[B, Q, C]``, reference_boxes ``[B, Q, 4]`` (cxcywh in [0, 1]), memory
         ``[B, S, C]`` → (hidden ``[B, Q, C]`` per layer, references: ``num_layers + 1``
-        boxes ``[B, Q, 4]``, the input then each layer's refinement)."""
+        boxes ``[B, Q, 4]``, the input then each layer's refinement).
+
+        ``self_attn_mask``: bool ``[Q, Q]`` or ``[B * heads, Q, Q]``, True = may not attend.
+        ``next_attn_mask(i, hidden, boxes)``, when given, is called after every layer ``i``
+        but the last with its hidden states and detached refined boxes and returns the mask of
+        the following layers (DDQ's distinct queries)."""
         if (query_pos is None) == (self.ref_point_head is None):
             raise ValueError(
                 "DeformableTransformerDecoder: pass 'query_pos' exactly when the decoder does "
@@ -99,4 +106,6 @@ class DeformableTransformerDecoder(nn.Module):
             boxes = refined.detach()
             references.append(refined if self.look_forward_twice else boxes)
             hidden.append(self.norm(query) if self.norm is not None else query)
+            if next_attn_mask is not None and len(hidden) < len(self.layers):
+                self_attn_mask = next_attn_mask(len(hidden) - 1, hidden[-1], boxes)
         return hidden, references

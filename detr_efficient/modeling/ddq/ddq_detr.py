@@ -1,0 +1,220 @@
+"""DDQ-DETR: DINO whose queries are made distinct by class-agnostic NMS, with an auxiliary
+branch of dense queries trained one-to-many."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from detectron2.modeling import META_ARCH_REGISTRY
+from torch import nn
+
+from detr_efficient import ops
+from detr_efficient.layers.box_ops import inverse_sigmoid
+
+from ..denoising import denoising_attn_mask
+from ..dino import DINO
+from ..heads import box_head, class_head
+from .dense_loss import DenseQueryLoss
+from .distinct import distinct_attn_mask, select_distinct, suppress_duplicates
+
+__all__ = ["DDQDETR"]
+
+
+def _split_head(main: nn.Module, dense: nn.Module, split: int) -> Callable:
+    """A box head applying ``main`` to the first ``split`` queries and ``dense`` to the rest."""
+
+    def head(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([main(x[:, :split]), dense(x[:, split:])], dim=1)
+
+    return head
+
+
+@META_ARCH_REGISTRY.register()
+class DDQDETR(DINO):
+    """DDQ-DETR (SPEC §5) on DINO.
+
+    - **Distinct queries.** The encoder proposals go through class-agnostic NMS at
+      ``distinct_iou`` (0.8) on their best class score; the ``num_queries`` best survivors
+      are the queries (fewer when fewer survive: the rest are padding, never distinct).
+      Their content is ``query_map`` of the (detached) encoder memory at the proposal, not
+      a learned embedding.
+    - **Between decoder layers**, NMS at ``decoder_distinct_iou`` (0.8) over the refined boxes
+      of the still-distinct queries marks the others suppressed: in the following layers
+      two suppressed queries ignore each other (``distinct_attn_mask``), and the one-to-one
+      loss of the next layer and the detections use the distinct queries only. The set is
+      read per query (the public implementations read row 0 of the attention mask, which
+      treats every query as distinct whenever query 0 survived).
+    - **Dense queries** (training only): the ``dense_ratio * num_queries`` best proposals of
+      a second encoder head, without NMS, run through the same decoder in their own
+      attention block with their own class and box heads, trained by ``dense_loss``
+      (one-to-many, quality focal). Losses ``loss_dense_{class,giou}{_i,_enc}``.
+    - Denoising, the one-to-one losses and everything else are DINO's. The NMS scores are
+      the class head's on the normalised hidden states (the official code scores the
+      un-normalised ones, which the heads never see).
+    """
+
+    def __init__(
+        self,
+        *,
+        dense_loss: DenseQueryLoss,
+        distinct_iou: float = 0.8,
+        decoder_distinct_iou: float = 0.8,
+        dense_ratio: float = 1.5,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if not 0 < dense_ratio:
+            raise ValueError(f"DDQDETR: 'dense_ratio' must be > 0, got {dense_ratio}")
+        del self.query_content  # the content comes from the encoder memory
+        embed_dim, layers = self.embed_dim, len(self.decoder.layers)
+        self.query_map = nn.Linear(embed_dim, embed_dim)
+        self.dense_enc_class_head = class_head(embed_dim, self.num_classes)
+        self.dense_enc_box_head = box_head(embed_dim)
+        self.dense_class_heads = nn.ModuleList(
+            class_head(embed_dim, self.num_classes) for _ in range(layers)
+        )
+        self.dense_box_heads = nn.ModuleList(box_head(embed_dim) for _ in range(layers))
+        self.dense_loss = dense_loss
+        self.distinct_iou = distinct_iou
+        self.decoder_distinct_iou = decoder_distinct_iou
+        self.num_dense = int(dense_ratio * self.num_queries)
+
+    def select_distinct_queries(self, token_map, memory):
+        """→ (reference boxes ``[B, K, 4]`` detached, content ``[B, K, C]``, distinct bool
+        ``[B, K]``, encoder logits and boxes of the selected proposals for the loss)."""
+        output_memory, proposals, valid = self.propose(token_map, memory)
+        logits = self.enc_class_head(output_memory)
+        coords = self.enc_box_head(output_memory) + proposals  # [B, S, 4] unnormalised
+        width = min(self.num_queries, int(logits.shape[1]))
+        index = select_distinct(
+            coords.sigmoid(), logits.amax(-1).sigmoid(), valid, self.distinct_iou, width
+        )
+        content = self.query_map(memory.detach())
+        logits, coords, content = ops.gather_tokens_many(
+            [logits, coords, content], index, check_index=False
+        )
+        return coords.detach().sigmoid(), content, index >= 0, logits, coords.sigmoid()
+
+    def select_dense_queries(self, token_map, memory):
+        """Training: the best proposals of the dense encoder head, no NMS → (reference boxes
+        detached, content, encoder logits and boxes, real (not padding) bool ``[B, D]``)."""
+        output_memory, proposals, valid = self.propose(token_map, memory)
+        logits = self.dense_enc_class_head(output_memory)
+        coords = self.dense_enc_box_head(output_memory) + proposals
+        width = min(self.num_dense, int(logits.shape[1]))
+        index = ops.select_topk(logits.amax(-1).detach().float(), width, valid=valid, max_k=width)
+        content = self.query_map(memory.detach())
+        logits, coords, content = ops.gather_tokens_many(
+            [logits, coords, content], index, check_index=False
+        )
+        return coords.detach().sigmoid(), content, logits, coords.sigmoid(), index >= 0
+
+    def decode(self, images, token_map, memory, batched_inputs, targets):
+        reference, content, distinct, enc_logits, enc_boxes = self.select_distinct_queries(
+            token_map, memory
+        )
+        batch, width = reference.shape[:2]
+        dn = self.denoising(targets) if self.training and self.denoising is not None else None
+        dn_size = 0 if dn is None else dn.content.shape[1]
+        parts_content, parts_reference = [content], [reference]
+        if dn is not None:
+            parts_content.insert(0, dn.content.to(content.dtype))
+            parts_reference.insert(0, dn.boxes.sigmoid())
+        dense = self.select_dense_queries(token_map, memory) if self.training else None
+        num_dense = 0 if dense is None else dense[0].shape[1]
+        if dense is not None:
+            parts_content.append(dense[1].to(content.dtype))
+            parts_reference.append(dense[0])
+        content, reference = torch.cat(parts_content, 1), torch.cat(parts_reference, 1)
+
+        total = dn_size + width + num_dense
+        base = torch.zeros(total, total, dtype=torch.bool, device=self.device)
+        if dn is not None:
+            base[: dn_size + width, : dn_size + width] = denoising_attn_mask(
+                dn.meta["num_groups"], dn.meta["group_size"], width, self.device
+            )
+        if num_dense:  # the dense queries attend only to each other, and no one to them
+            base[: dn_size + width, dn_size + width :] = True
+            base[dn_size + width :, : dn_size + width] = True
+        matching = slice(dn_size, dn_size + width)
+        heads = self.decoder.layers[0].self_attn.num_heads
+        class_heads, box_heads = self.decoder_heads()
+        distinct_per_layer = [distinct]
+
+        def attn_mask(distinct: torch.Tensor) -> torch.Tensor:
+            mask = base.expand(batch, -1, -1).clone()
+            mask[:, matching, matching] |= distinct_attn_mask(distinct)
+            return mask.repeat_interleave(heads, dim=0)
+
+        def next_attn_mask(layer: int, hidden: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+            scores = class_heads[layer](hidden[:, matching]).float().sigmoid().amax(-1)
+            still = suppress_duplicates(
+                boxes[:, matching], scores, distinct_per_layer[-1], self.decoder_distinct_iou
+            )
+            distinct_per_layer.append(still)
+            return attn_mask(still)
+
+        if num_dense:
+            box_heads = [
+                _split_head(main, aux, dn_size + width)
+                for main, aux in zip(box_heads, self.dense_box_heads, strict=True)
+            ]
+        hidden, references = self.decoder(
+            content,
+            reference,
+            token_map,
+            memory,
+            box_heads,
+            self_attn_mask=attn_mask(distinct),
+            next_attn_mask=next_attn_mask,
+        )
+        boxes = [
+            (head(h) + inverse_sigmoid(r)).sigmoid()
+            for head, h, r in zip(box_heads, hidden, references[:-1], strict=True)
+        ]
+        logits = [
+            head(h[:, : dn_size + width]) for head, h in zip(class_heads, hidden, strict=True)
+        ]
+        if not self.training:
+            final = logits[-1].masked_fill(~distinct_per_layer[-1][..., None], float("-inf"))
+            return self.detections(final, boxes[-1], images, batched_inputs)
+
+        def stage(i: int, part: slice, mask: torch.Tensor | None = None) -> dict:
+            out = {"pred_logits": logits[i][:, part], "pred_boxes": boxes[i][:, part]}
+            return out if mask is None else {**out, "query_mask": mask}
+
+        layers = len(hidden)
+        outputs = stage(-1, matching, distinct_per_layer[-1])
+        outputs["aux_outputs"] = [
+            stage(i, matching, distinct_per_layer[i]) for i in range(layers - 1)
+        ]
+        outputs["enc_outputs"] = {
+            "pred_logits": enc_logits,
+            "pred_boxes": enc_boxes,
+            "query_mask": distinct_per_layer[0],
+        }
+        if dn is not None:
+            denoising = slice(0, dn_size)
+            outputs["dn_outputs"] = stage(-1, denoising)
+            outputs["dn_outputs"]["aux_outputs"] = [stage(i, denoising) for i in range(layers - 1)]
+            outputs["dn_outputs"]["dn_meta"] = dn.meta
+        losses = self.criterion(outputs, targets)
+        losses.update(self.dense_losses(hidden, boxes, dense, dn_size + width, targets))
+        return losses
+
+    def dense_losses(self, hidden, boxes, dense, start, targets) -> dict[str, torch.Tensor]:
+        """``loss_dense_{class,giou}_{i}`` per decoder layer (the last without a suffix) and
+        ``_enc`` for the dense encoder proposals."""
+        stages = [
+            (head(h[:, start:]), b[:, start:])
+            for head, h, b in zip(self.dense_class_heads, hidden, boxes, strict=True)
+        ]
+        suffixes = [f"_{i}" for i in range(len(stages) - 1)] + [""]
+        stages.append((dense[2], dense[3]))
+        suffixes.append("_enc")
+        losses = {}
+        for (logits, coords), suffix in zip(stages, suffixes, strict=True):
+            for name, value in self.dense_loss(logits, coords, targets, dense[4]).items():
+                losses[name.replace("loss_", "loss_dense_") + suffix] = value
+        return losses
