@@ -64,7 +64,7 @@ class DDQDETR(DINO):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        if not 0 < dense_ratio:
+        if not dense_ratio > 0:
             raise ValueError(f"DDQDETR: 'dense_ratio' must be > 0, got {dense_ratio}")
         del self.query_content  # the content comes from the encoder memory
         embed_dim, layers = self.embed_dim, len(self.decoder.layers)
