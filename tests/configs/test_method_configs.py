@@ -15,7 +15,7 @@ from detr_efficient.engine import check_config, do_eval, do_train
 REPO = Path(__file__).resolve().parents[2]
 METHOD_CONFIGS = sorted(
     str(p.relative_to(REPO))
-    for folder in ("dino", "deformable_detr", "focus_detr", "sparse_detr", "lite_detr")
+    for folder in ("dino", "deformable_detr", "focus_detr", "sparse_detr", "lite_detr", "ddq")
     for p in (REPO / "configs" / folder).glob("*.py")
 )
 
@@ -38,6 +38,8 @@ def test_the_reference_configs_exist():
         "configs/lite_detr/lite_dino_r50_4scale_36ep.py",
         "configs/lite_detr/lite_deformable_detr_r50_two_stage_50ep.py",
         "configs/lite_detr/lite_dino_shapes_cpu.py",
+        "configs/ddq/ddq_detr_r50_4scale_12ep.py",
+        "configs/ddq/ddq_detr_shapes_cpu.py",
     } <= set(METHOD_CONFIGS)
 
 
@@ -88,6 +90,7 @@ SHAPES_CONFIGS = {
         "model.encoder.keep_ratios=[0.4]",
     ),
     "lite_detr": ("configs/lite_detr/lite_dino_shapes_cpu.py", "model.encoder.num_blocks=1"),
+    "ddq": ("configs/ddq/ddq_detr_shapes_cpu.py", "model.encoder.num_layers=1"),
 }
 
 

@@ -15,6 +15,7 @@ SMALL = {
     "focus_detr": "configs/focus_detr/models/focus_detr_shapes.py",
     "sparse_detr": "configs/sparse_detr/models/sparse_detr_shapes.py",
     "lite_dino": "configs/lite_detr/models/lite_dino_shapes.py",
+    "ddq_detr": "configs/ddq/models/ddq_detr_shapes.py",
 }
 REFERENCE_SWITCHES = {
     "dino": ["encoder.layer.self_attn", "decoder.layer.cross_attn"],
@@ -70,7 +71,7 @@ def test_training_losses_are_finite_and_every_parameter_gets_a_gradient(name):
     assert missing == []
 
 
-@pytest.mark.parametrize("name", ["dino", "deformable_detr", "lite_dino"])
+@pytest.mark.parametrize("name", ["dino", "deformable_detr", "lite_dino", "ddq_detr"])
 def test_detections_are_in_original_image_coordinates(name):
     model = _model(name, **{"model.num_detections": 7})
     model.eval()
@@ -128,6 +129,7 @@ def test_training_without_instances_is_a_clear_error():
         ("configs/deformable_detr/models/deformable_detr_r50.py", 40.0e6, 41.5e6),  # ~40-41M
         ("configs/lite_detr/models/lite_dino_r50.py", 46.5e6, 48.5e6),  # Lite-DINO: 47M
         ("configs/lite_detr/models/lite_deformable_detr_r50.py", 40.5e6, 42.5e6),  # 41M
+        ("configs/ddq/models/ddq_detr_r50.py", 46.5e6, 49.5e6),  # DINO + dense heads
     ],
 )
 def test_reference_configs_have_the_papers_parameter_counts(path, low, high):

@@ -1,0 +1,14 @@
+"""DDQ-DETR 4-scale R50 on COCO 2017, 12 epochs at batch 16 (SPEC §5: 51.3 AP): AdamW lr 2e-4
+(backbone and sampling offsets 2e-5), weight decay 0.05, gradient clipping at 0.1, linear
+warmup over 2000 iterations, lr x0.1 after epoch 11."""
+
+from ..common.schedule import coco_lr_multiplier
+from ..dino.dino_r50_4scale_12ep import dataloader, optimizer, train
+from .models.ddq_detr_r50 import model
+
+__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
+
+lr_multiplier = coco_lr_multiplier(12, 11, warmup_iters=2000)
+train.output_dir = "./output/ddq_detr_r50_4scale_12ep"
+optimizer.lr = 2e-4
+optimizer.weight_decay = 0.05
