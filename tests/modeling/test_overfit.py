@@ -22,6 +22,7 @@ CONFIGS = {
     "focus_detr": "configs/focus_detr/models/focus_detr_shapes.py",
     "sparse_detr": "configs/sparse_detr/models/sparse_detr_shapes.py",
     "lite_dino": "configs/lite_detr/models/lite_dino_shapes.py",
+    "ddq_detr": "configs/ddq/models/ddq_detr_shapes.py",
 }
 TINY = [
     "model.embed_dim=64",
@@ -64,6 +65,7 @@ TINY_OVERRIDES = {
     "focus_detr": TINY + TINY_SELECTIVE_ENCODER + TINY_DUAL_ATTENTION,
     "sparse_detr": TINY + TINY_SELECTIVE_ENCODER,
     "lite_dino": TINY + TINY_INTERLEAVED_ENCODER,
+    "ddq_detr": TINY + TINY_ENCODER,
 }
 
 
