@@ -1,5 +1,9 @@
 """A small DINO trained from scratch on the synthetic shapes dataset, sized for a 2-core CPU
-(the ``make demo`` job): about 10 minutes of training, evaluated on ``shapes_val``."""
+(the ``make demo`` job): about 9 minutes of training, evaluated on ``shapes_val``.
+
+The images are used at their own 256x256 size with flips only: in a schedule this short the
+multi-scale resize and random crop of DETR's augmentation cost far more than they give
+(Focus-DETR, 1000 iterations: 9.5 AP with them, 22.5 without)."""
 
 from ..common.data.shapes import dataloader
 from ..common.optim import AdamW as optimizer
@@ -10,7 +14,7 @@ from .models.dino_shapes import model
 __all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
 
 train.device = "cpu"
-train.max_iter = 1000
+train.max_iter = 1200
 train.output_dir = "./output/dino_shapes_cpu"
 train.clip_grad.enabled = True
 train.clip_grad.params.max_norm = 0.1
@@ -19,7 +23,10 @@ train.eval_period = 0
 train.log_period = 20
 optimizer.lr = 8e-4
 optimizer.params.lr_factors = {}  # the slim backbone trains from scratch at the full lr
-lr_multiplier = multistep_lr_multiplier(1000, [850], warmup_iters=50)
+lr_multiplier = multistep_lr_multiplier(1200, [1000], warmup_iters=50)
 dataloader.train.total_batch_size = 4
+dataloader.train.mapper.min_sizes = (256,)
+dataloader.train.mapper.max_size = 256
+dataloader.train.mapper.crop_prob = 0.0
 dataloader.train.num_workers = 1
 dataloader.test.num_workers = 1
