@@ -103,7 +103,7 @@ def test_kernel_and_reference_attention_give_the_same_model_outputs(name):
         )
 
 
-@pytest.mark.parametrize("name", ["dino", "lite_dino"])
+@pytest.mark.parametrize("name", ["dino", "lite_dino", "ddq_detr"])
 def test_trains_under_bf16_autocast(name):
     model = _model(name)
     model.train()
