@@ -27,6 +27,28 @@ class DeformableEncoderLayer(nn.Module):
         self.norm = nn.LayerNorm(embed_dim)
         self.ffn = FFN(embed_dim, ffn_dim, dropout)
 
+    def attend(
+        self,
+        query: torch.Tensor,
+        query_pos: torch.Tensor,
+        reference_points: torch.Tensor,
+        spatial_shapes: torch.Tensor,
+        level_start_index: torch.Tensor,
+        padding_mask: torch.Tensor | None,
+        value: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The normalised attention output (before the FFN), arguments as in ``forward``."""
+        query = self.self_attn(
+            query,
+            value=value,
+            query_pos=query_pos,
+            reference_points=reference_points,
+            spatial_shapes=spatial_shapes,
+            level_start_index=level_start_index,
+            key_padding_mask=padding_mask,
+        )
+        return self.norm(query)
+
     def forward(
         self,
         query: torch.Tensor,
@@ -39,16 +61,17 @@ class DeformableEncoderLayer(nn.Module):
     ) -> torch.Tensor:
         """query ``[B, Q, C]`` (all tokens, or a selected subset when ``value`` ``[B, S, C]``
         is the full map), reference_points ``[B, Q, L, 2]`` → ``[B, Q, C]``."""
-        query = self.self_attn(
-            query,
-            value=value,
-            query_pos=query_pos,
-            reference_points=reference_points,
-            spatial_shapes=spatial_shapes,
-            level_start_index=level_start_index,
-            key_padding_mask=padding_mask,
+        return self.ffn(
+            self.attend(
+                query,
+                query_pos,
+                reference_points,
+                spatial_shapes,
+                level_start_index,
+                padding_mask,
+                value,
+            )
         )
-        return self.ffn(self.norm(query))
 
 
 class DeformableDecoderLayer(nn.Module):

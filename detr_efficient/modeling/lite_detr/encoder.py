@@ -9,6 +9,7 @@ import re
 import torch
 from torch import nn
 
+from detr_efficient.layers import DeformableEncoderLayer
 from detr_efficient.layers.mlp import FFN
 
 from ..multiscale import TokenMap, encoder_reference_points
@@ -35,13 +36,14 @@ def parse_variant(name: str) -> dict[str, int]:
     }
 
 
-class SplitFFNEncoderLayer(nn.Module):
+class SplitFFNEncoderLayer(DeformableEncoderLayer):
     """Deformable self-attention over every token (one attention and norm shared by all),
     then an FFN of width ``ffn_dim`` for the high-level tokens and one of width
     ``low_ffn_dim`` for the ``num_low_tokens`` leading low-level tokens (the official Lite
     DETR's full layer: 2048 and 256 at R50).
 
-    ``forward`` takes ``DeformableEncoderLayer``'s arguments plus ``num_low_tokens``.
+    ``forward`` takes ``DeformableEncoderLayer``'s arguments (no ``value``: every token is
+    a query) plus ``num_low_tokens``.
     """
 
     def __init__(
@@ -52,10 +54,7 @@ class SplitFFNEncoderLayer(nn.Module):
         low_ffn_dim: int = 256,
         dropout: float = 0.0,
     ) -> None:
-        super().__init__()
-        self.self_attn = self_attn
-        self.norm = nn.LayerNorm(embed_dim)
-        self.ffn = FFN(embed_dim, ffn_dim, dropout)
+        super().__init__(self_attn, embed_dim, ffn_dim, dropout)
         self.low_ffn = FFN(embed_dim, low_ffn_dim, dropout)
 
     def forward(
@@ -69,15 +68,9 @@ class SplitFFNEncoderLayer(nn.Module):
         num_low_tokens: int,
     ) -> torch.Tensor:
         """query ``[B, S, C]`` (every token, low-level ones first) → ``[B, S, C]``."""
-        query = self.self_attn(
-            query,
-            query_pos=query_pos,
-            reference_points=reference_points,
-            spatial_shapes=spatial_shapes,
-            level_start_index=level_start_index,
-            key_padding_mask=padding_mask,
+        query = self.attend(
+            query, query_pos, reference_points, spatial_shapes, level_start_index, padding_mask
         )
-        query = self.norm(query)
         low, high = query[:, :num_low_tokens], query[:, num_low_tokens:]
         return torch.cat([self.low_ffn(low), self.ffn(high)], dim=1)
 
