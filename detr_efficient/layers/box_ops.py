@@ -81,15 +81,22 @@ def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Ten
     return iou - (hull - union) / hull
 
 
-def paired_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
-    """Element-wise IoU of xyxy boxes ``[..., 4]`` and ``[..., 4]`` (broadcast) → ``[...]``;
-    0 where the union is empty."""
+def _paired_intersection_union(
+    boxes1: torch.Tensor, boxes2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Element-wise intersection and union areas of xyxy boxes ``[..., 4]`` (broadcast)."""
     inter_wh = (
         torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
         - torch.maximum(boxes1[..., :2], boxes2[..., :2])
     ).clamp(min=0)
     inter = inter_wh[..., 0] * inter_wh[..., 1]
-    union = box_area(boxes1) + box_area(boxes2) - inter
+    return inter, box_area(boxes1) + box_area(boxes2) - inter
+
+
+def paired_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """Element-wise IoU of xyxy boxes ``[..., 4]`` and ``[..., 4]`` (broadcast) → ``[...]``;
+    0 where the union is empty."""
+    inter, union = _paired_intersection_union(boxes1, boxes2)
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
@@ -106,12 +113,7 @@ def paired_generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> to
             raise ValueError(
                 f"paired_generalized_box_iou: '{name}' holds boxes with x1 < x0 or y1 < y0"
             )
-    inter_wh = (
-        torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
-        - torch.maximum(boxes1[..., :2], boxes2[..., :2])
-    ).clamp(min=0)
-    inter = inter_wh[..., 0] * inter_wh[..., 1]
-    union = box_area(boxes1) + box_area(boxes2) - inter
+    inter, union = _paired_intersection_union(boxes1, boxes2)
     hull_wh = torch.maximum(boxes1[..., 2:], boxes2[..., 2:]) - torch.minimum(
         boxes1[..., :2], boxes2[..., :2]
     )
