@@ -12,7 +12,7 @@ from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy, paired_generalized
 
 from .losses import focal_class_cost
 
-__all__ = ["HungarianMatcher", "check_predictions", "check_targets"]
+__all__ = ["HungarianMatcher", "check_predictions", "check_query_mask", "check_targets"]
 
 
 def check_predictions(pred_logits: torch.Tensor, pred_boxes: torch.Tensor, where: str = "") -> None:
@@ -24,6 +24,16 @@ def check_predictions(pred_logits: torch.Tensor, pred_boxes: torch.Tensor, where
         raise ValueError(
             f"'pred_boxes'{where} must be [B, Q, 4] = {(*pred_logits.shape[:2], 4)}, "
             f"got {tuple(pred_boxes.shape)}"
+        )
+
+
+def check_query_mask(query_mask: torch.Tensor, pred_logits: torch.Tensor, where: str) -> None:
+    """``query_mask`` must be bool ``[B, Q]`` for ``pred_logits`` ``[B, Q, K]``; ``where``
+    names the caller in the message."""
+    if query_mask.shape != pred_logits.shape[:2] or query_mask.dtype != torch.bool:
+        raise ValueError(
+            f"{where}: 'query_mask' must be bool {tuple(pred_logits.shape[:2])}, "
+            f"got {query_mask.dtype} {tuple(query_mask.shape)}"
         )
 
 
@@ -162,11 +172,7 @@ class HungarianMatcher(nn.Module):
         costs = self.cost_matrices(pred_logits, pred_boxes, targets)
         if query_mask is None:
             return [_assign(cost) for cost in costs]
-        if query_mask.shape != pred_logits.shape[:2] or query_mask.dtype != torch.bool:
-            raise ValueError(
-                f"HungarianMatcher: 'query_mask' must be bool {tuple(pred_logits.shape[:2])}, "
-                f"got {query_mask.dtype} {tuple(query_mask.shape)}"
-            )
+        check_query_mask(query_mask, pred_logits, "HungarianMatcher")
         matches = []
         for cost, mask in zip(costs, query_mask.cpu(), strict=True):
             rows = mask.nonzero()[:, 0]

@@ -13,7 +13,7 @@ from detr_efficient.layers.box_ops import (
     paired_generalized_box_iou,
 )
 
-from ..matcher import HungarianMatcher, _assign
+from ..matcher import HungarianMatcher, _assign, check_query_mask
 
 __all__ = ["DenseQueryLoss", "quality_focal_loss", "top_k_assign"]
 
@@ -83,8 +83,10 @@ class DenseQueryLoss(nn.Module):
         class_target = torch.zeros_like(pred_logits, dtype=torch.float32)
         pairs = []
         with torch.no_grad():
-            for i, (cost, target) in enumerate(zip(costs, targets, strict=True)):
-                rows = query_mask[i].cpu().nonzero()[:, 0]
+            for i, (cost, mask, target) in enumerate(
+                zip(costs, query_mask.cpu(), targets, strict=True)
+            ):
+                rows = mask.nonzero()[:, 0]
                 query, index = top_k_assign(cost[rows], self.top_k)
                 query, index = rows[query].to(pred_logits.device), index.to(pred_logits.device)
                 labels = target["labels"].to(pred_logits.device)[index]
@@ -113,11 +115,7 @@ class DenseQueryLoss(nn.Module):
     ) -> dict[str, torch.Tensor]:
         if query_mask is None:
             query_mask = torch.ones(pred_logits.shape[:2], dtype=torch.bool)
-        if query_mask.shape != pred_logits.shape[:2] or query_mask.dtype != torch.bool:
-            raise ValueError(
-                f"DenseQueryLoss: 'query_mask' must be bool {tuple(pred_logits.shape[:2])}, "
-                f"got {query_mask.dtype} {tuple(query_mask.shape)}"
-            )
+        check_query_mask(query_mask, pred_logits, "DenseQueryLoss")
         class_target, pairs = self.soft_targets(pred_logits, pred_boxes, targets, query_mask)
         with torch.autocast(pred_logits.device.type, enabled=False):
             logits, boxes = pred_logits.float(), pred_boxes.float()
