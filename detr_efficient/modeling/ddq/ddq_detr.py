@@ -80,39 +80,42 @@ class DDQDETR(DINO):
         self.decoder_distinct_iou = decoder_distinct_iou
         self.num_dense = int(dense_ratio * self.num_queries)
 
-    def select_distinct_queries(self, token_map, memory):
-        """→ (reference boxes ``[B, K, 4]`` detached, content ``[B, K, C]``, distinct bool
-        ``[B, K]``, encoder logits and boxes of the selected proposals for the loss)."""
-        output_memory, proposals, valid = self.propose(token_map, memory)
+    def select_distinct_queries(self, proposed, mapped):
+        """The ``num_queries`` best proposals surviving NMS; ``proposed``: ``propose()``'s
+        output, ``mapped``: ``query_map`` of the memory ``[B, S, C]`` → see ``_take``."""
+        output_memory, proposals, valid = proposed
         logits = self.enc_class_head(output_memory)
         coords = self.enc_box_head(output_memory) + proposals  # [B, S, 4] unnormalised
         width = min(self.num_queries, int(logits.shape[1]))
         index = select_distinct(
             coords.sigmoid(), logits.amax(-1).sigmoid(), valid, self.distinct_iou, width
         )
-        content = self.query_map(memory.detach())
-        logits, coords, content = ops.gather_tokens_many(
-            [logits, coords, content], index, check_index=False
-        )
-        return coords.detach().sigmoid(), content, index >= 0, logits, coords.sigmoid()
+        return self._take(index, logits, coords, mapped)
 
-    def select_dense_queries(self, token_map, memory):
-        """Training: the best proposals of the dense encoder head, no NMS → (reference boxes
-        detached, content, encoder logits and boxes, real (not padding) bool ``[B, D]``)."""
-        output_memory, proposals, valid = self.propose(token_map, memory)
+    def select_dense_queries(self, proposed, mapped):
+        """Training: the best proposals of the dense encoder head, no NMS → see ``_take``."""
+        output_memory, proposals, valid = proposed
         logits = self.dense_enc_class_head(output_memory)
         coords = self.dense_enc_box_head(output_memory) + proposals
         width = min(self.num_dense, int(logits.shape[1]))
         index = ops.select_topk(logits.amax(-1).detach().float(), width, valid=valid, max_k=width)
-        content = self.query_map(memory.detach())
+        return self._take(index, logits, coords, mapped)
+
+    @staticmethod
+    def _take(index, logits, coords, mapped):
+        """Selected proposals ``index`` ``[B, K]`` (-1: padding) → (reference boxes ``[B, K,
+        4]`` detached, content ``[B, K, C]``, encoder logits ``[B, K, classes]`` and boxes
+        ``[B, K, 4]`` for the loss, real (not padding) bool ``[B, K]``)."""
         logits, coords, content = ops.gather_tokens_many(
-            [logits, coords, content], index, check_index=False
+            [logits, coords, mapped], index, check_index=False
         )
         return coords.detach().sigmoid(), content, logits, coords.sigmoid(), index >= 0
 
     def decode(self, images, token_map, memory, batched_inputs, targets):
-        reference, content, distinct, enc_logits, enc_boxes = self.select_distinct_queries(
-            token_map, memory
+        proposed = self.propose(token_map, memory)
+        mapped = self.query_map(memory.detach())
+        reference, content, enc_logits, enc_boxes, distinct = self.select_distinct_queries(
+            proposed, mapped
         )
         batch, width = reference.shape[:2]
         dn = self.denoising(targets) if self.training and self.denoising is not None else None
@@ -121,7 +124,7 @@ class DDQDETR(DINO):
         if dn is not None:
             parts_content.insert(0, dn.content.to(content.dtype))
             parts_reference.insert(0, dn.boxes.sigmoid())
-        dense = self.select_dense_queries(token_map, memory) if self.training else None
+        dense = self.select_dense_queries(proposed, mapped) if self.training else None
         num_dense = 0 if dense is None else dense[0].shape[1]
         if dense is not None:
             parts_content.append(dense[1].to(content.dtype))
