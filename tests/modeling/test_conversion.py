@@ -43,6 +43,16 @@ def assert_same(converted: dict, expected: dict) -> None:
         assert converted[k] is v or torch.equal(converted[k], v), k
 
 
+def on_resnet18(path: str, *overrides: str) -> torch.nn.Module:
+    """The model of config ``path`` on a ResNet-18 (basic blocks: the other torchvision
+    naming; and a lighter test), with further ``overrides``."""
+    cfg = LazyConfig.load(path)
+    cfg = LazyConfig.apply_overrides(
+        cfg, ["model.backbone.depth=18", "model.neck.in_channels=[128,256,512]", *overrides]
+    )
+    return instantiate(cfg.model)
+
+
 @pytest.fixture(scope="module")
 def dino():
     model = instantiate(LazyConfig.load("configs/dino/models/dino_r50.py").model)
@@ -51,24 +61,15 @@ def dino():
 
 @pytest.fixture(scope="module")
 def deformable():
-    """The reference Deformable DETR on a ResNet-18 (basic blocks: the other torchvision
-    naming; and a lighter test)."""
-    cfg = LazyConfig.load("configs/deformable_detr/models/deformable_detr_r50.py")
-    cfg = LazyConfig.apply_overrides(
-        cfg, ["model.backbone.depth=18", "model.neck.in_channels=[128,256,512]"]
-    )
-    model = instantiate(cfg.model)
+    """The reference Deformable DETR on a ResNet-18."""
+    model = on_resnet18("configs/deformable_detr/models/deformable_detr_r50.py")
     return model, randomised(model)
 
 
 @pytest.fixture(scope="module")
 def lite():
-    """Lite-DINO H3L1-(2+1)x3 with KDA on a ResNet-18 (a lighter test)."""
-    cfg = LazyConfig.load("configs/lite_detr/models/lite_dino_r50.py")
-    cfg = LazyConfig.apply_overrides(
-        cfg, ["model.backbone.depth=18", "model.neck.in_channels=[128,256,512]"]
-    )
-    model = instantiate(cfg.model)
+    """Lite-DINO H3L1-(2+1)x3 with KDA on a ResNet-18."""
+    model = on_resnet18("configs/lite_detr/models/lite_dino_r50.py")
     return model, randomised(model)
 
 
@@ -485,16 +486,7 @@ def test_partial_source_checks_subset_only(dino):
 def test_detrex_dino_per_layer_heads_load_into_an_unshared_dino():
     """detrex trains one class / box head per decoder layer: they convert into a DINO built
     with ``share_heads=False``, layer by layer."""
-    cfg = LazyConfig.load("configs/dino/models/dino_r50.py")
-    cfg = LazyConfig.apply_overrides(
-        cfg,
-        [
-            "model.share_heads=False",
-            "model.backbone.depth=18",
-            "model.neck.in_channels=[128,256,512]",
-        ],
-    )
-    model = instantiate(cfg.model)
+    model = on_resnet18("configs/dino/models/dino_r50.py", "model.share_heads=False")
     ours = randomised(model)
     theirs = detrex_dino(ours)
     assert not torch.equal(
@@ -635,17 +627,11 @@ def test_lite_detr_layout_has_kda_and_the_full_layers_narrow_ffn(lite):
 
 def test_lite_detr_checkpoint_into_another_variant_names_the_keys(lite):
     _, ours = lite
-    cfg = LazyConfig.load("configs/lite_detr/models/lite_dino_r50.py")
-    cfg = LazyConfig.apply_overrides(
-        cfg,
-        [
-            "model.backbone.depth=18",
-            "model.neck.in_channels=[128,256,512]",
-            "model.encoder.high_updates=6",  # H3L1-(6+1)x1: the full layer is the last only
-            "model.encoder.num_blocks=1",
-        ],
+    other = on_resnet18(
+        "configs/lite_detr/models/lite_dino_r50.py",
+        "model.encoder.high_updates=6",  # H3L1-(6+1)x1: the full layer is the last only
+        "model.encoder.num_blocks=1",
     )
-    other = instantiate(cfg.model)
     with pytest.raises(ConversionError, match=r"encoder\.layers\.1\.low_ffn"):
         convert(official_dino(ours), "lite-detr", reference=other)
 
