@@ -183,25 +183,14 @@ class DDQDETR(DINO):
             final = logits[-1].masked_fill(~distinct_per_layer[-1][..., None], float("-inf"))
             return self.detections(final, boxes[-1], images, batched_inputs)
 
-        def stage(i: int, part: slice, mask: torch.Tensor | None = None) -> dict:
-            out = {"pred_logits": logits[i][:, part], "pred_boxes": boxes[i][:, part]}
-            return out if mask is None else {**out, "query_mask": mask}
-
-        layers = len(hidden)
-        outputs = stage(-1, matching, distinct_per_layer[-1])
-        outputs["aux_outputs"] = [
-            stage(i, matching, distinct_per_layer[i]) for i in range(layers - 1)
-        ]
-        outputs["enc_outputs"] = {
+        enc_outputs = {
             "pred_logits": enc_logits,
             "pred_boxes": enc_boxes,
             "query_mask": distinct_per_layer[0],
         }
-        if dn is not None:
-            denoising = slice(0, dn_size)
-            outputs["dn_outputs"] = stage(-1, denoising)
-            outputs["dn_outputs"]["aux_outputs"] = [stage(i, denoising) for i in range(layers - 1)]
-            outputs["dn_outputs"]["dn_meta"] = dn.meta
+        outputs = self.criterion_outputs(
+            logits, boxes, matching, enc_outputs, dn, query_masks=distinct_per_layer
+        )
         losses = self.criterion(outputs, targets)
         losses.update(self.dense_losses(hidden, boxes, dense, dn_size + width, targets))
         return losses

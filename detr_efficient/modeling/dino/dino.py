@@ -136,17 +136,28 @@ class DINO(DeformableDetectorBase):
         if not self.training:
             return self.detections(logits[-1], boxes[-1], images, batched_inputs)
 
-        def stage(i: int, part: slice) -> dict:
-            return {"pred_logits": logits[i][:, part], "pred_boxes": boxes[i][:, part]}
-
-        matching, denoising = slice(dn_size, None), slice(0, dn_size)
-        outputs = stage(-1, matching)
-        outputs["aux_outputs"] = [stage(i, matching) for i in range(len(hidden) - 1)]
-        outputs["enc_outputs"] = {"pred_logits": enc_logits, "pred_boxes": enc_boxes}
-        if dn is not None:
-            outputs["dn_outputs"] = stage(-1, denoising)
-            outputs["dn_outputs"]["aux_outputs"] = [
-                stage(i, denoising) for i in range(len(hidden) - 1)
-            ]
-            outputs["dn_outputs"]["dn_meta"] = dn.meta
+        enc_outputs = {"pred_logits": enc_logits, "pred_boxes": enc_boxes}
+        outputs = self.criterion_outputs(logits, boxes, slice(dn_size, None), enc_outputs, dn)
         return self.criterion(outputs, targets)
+
+    @staticmethod
+    def criterion_outputs(logits, boxes, matching, enc_outputs, dn, query_masks=None) -> dict:
+        """``SetCriterion``'s ``outputs`` from the per-layer logits and boxes ``[B, P + Q...,
+        *]`` (P denoising queries first): the ``matching`` slice for every layer (with
+        ``query_masks[i]`` as layer i's ``query_mask`` when given), ``enc_outputs`` and, with
+        ``dn``, the denoising part."""
+
+        def stage(i: int, part: slice, masks=None) -> dict:
+            out = {"pred_logits": logits[i][:, part], "pred_boxes": boxes[i][:, part]}
+            return out if masks is None else {**out, "query_mask": masks[i]}
+
+        layers = len(logits)
+        outputs = stage(layers - 1, matching, query_masks)
+        outputs["aux_outputs"] = [stage(i, matching, query_masks) for i in range(layers - 1)]
+        outputs["enc_outputs"] = enc_outputs
+        if dn is not None:
+            denoising = slice(0, dn.content.shape[1])
+            outputs["dn_outputs"] = stage(layers - 1, denoising)
+            outputs["dn_outputs"]["aux_outputs"] = [stage(i, denoising) for i in range(layers - 1)]
+            outputs["dn_outputs"]["dn_meta"] = dn.meta
+        return outputs
