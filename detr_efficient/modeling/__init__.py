@@ -7,6 +7,7 @@ from .decoder import DeformableTransformerDecoder
 from .deformable_detr import DeformableDETR
 from .denoising import ContrastiveDenoising
 from .detector import DeformableDetectorBase
+from .detr_distill import DETRDistill
 from .dino import DINO
 from .encoder import DeformableTransformerEncoder
 from .focus_detr import FocusDETR
@@ -14,6 +15,7 @@ from .sparse_detr import SparseDETR
 
 __all__ = [
     "DDQDETR",
+    "DETRDistill",
     "DINO",
     "ChannelMapper",
     "ContrastiveDenoising",

@@ -4,7 +4,8 @@ the normalised cxcywh form the losses use, and detections in Detectron2 form."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from detectron2.structures import ImageList
@@ -16,6 +17,7 @@ from detr_efficient.layers.box_ops import box_xyxy_to_cxcywh_normalized
 from .multiscale import TokenMap, flatten_levels, level_masks
 from .postprocess import select_detections
 from .proposals import EncoderProposals
+from .tap import DecoderTap, QueryGroup
 
 __all__ = ["DeformableDetectorBase"]
 
@@ -32,7 +34,12 @@ class DeformableDetectorBase(nn.Module):
     ``EncoderProposals`` over the memory.
     Inputs are Detectron2 dicts with ``image`` (uint8 ``[3, H, W]`` in the mapper's format),
     ``height``/``width`` (the original size) and, in training, ``instances``.
+
+    Detectors whose ``supports_tap`` is True fill ``tap`` (a ``DecoderTap``) during the
+    forward passes run inside ``tapped()`` (knowledge distillation).
     """
+
+    supports_tap = False
 
     def __init__(
         self,
@@ -73,6 +80,22 @@ class DeformableDetectorBase(nn.Module):
         self.criterion = criterion
         self.num_queries = num_queries
         self.proposals = EncoderProposals(embed_dim)
+        self.tap: DecoderTap | None = None
+
+    @contextmanager
+    def tapped(self, group: QueryGroup | None = None) -> Iterator[DecoderTap]:
+        """Within the block, forward passes fill the yielded ``DecoderTap`` and decode
+        ``group`` (extra queries) in isolation beside the detector's own queries."""
+        if not self.supports_tap:
+            raise ValueError(
+                f"{type(self).__name__} does not expose its decoder to distillation "
+                "(supports_tap is False)"
+            )
+        self.tap = DecoderTap(group=group)
+        try:
+            yield self.tap
+        finally:
+            self.tap = None
 
     @property
     def device(self) -> torch.device:

@@ -15,7 +15,15 @@ from detr_efficient.engine import check_config, do_eval, do_train
 REPO = Path(__file__).resolve().parents[2]
 METHOD_CONFIGS = sorted(
     str(p.relative_to(REPO))
-    for folder in ("dino", "deformable_detr", "focus_detr", "sparse_detr", "lite_detr", "ddq")
+    for folder in (
+        "dino",
+        "deformable_detr",
+        "focus_detr",
+        "sparse_detr",
+        "lite_detr",
+        "ddq",
+        "detr_distill",
+    )
     for p in (REPO / "configs" / folder).glob("*.py")
 )
 
@@ -40,6 +48,8 @@ def test_the_reference_configs_exist():
         "configs/lite_detr/lite_dino_shapes_cpu.py",
         "configs/ddq/ddq_detr_r50_4scale_12ep.py",
         "configs/ddq/ddq_detr_shapes_cpu.py",
+        "configs/detr_distill/deformable_detr_r101_to_r50_two_stage_50ep.py",
+        "configs/detr_distill/dino_shapes_cpu.py",
     } <= set(METHOD_CONFIGS)
 
 

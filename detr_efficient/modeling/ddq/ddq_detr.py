@@ -54,6 +54,8 @@ class DDQDETR(DINO):
       un-normalised ones, which the heads never see).
     """
 
+    supports_tap = False  # its decode does not take a distillation query group
+
     def __init__(
         self,
         *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from detectron2.modeling import META_ARCH_REGISTRY
 from torch import nn
 
@@ -11,6 +12,7 @@ from detr_efficient.layers.box_ops import inverse_sigmoid
 
 from ..detector import DeformableDetectorBase
 from ..heads import box_head, class_head, reset_transformer_parameters
+from ..tap import QueryGroup, isolated_group_mask
 
 __all__ = ["DeformableDETR"]
 
@@ -26,6 +28,8 @@ class DeformableDETR(DeformableDetectorBase):
     encoder loss is class-agnostic (criterion built with ``encoder_binary_class=True``) over
     all proposals, as in the official code.
     """
+
+    supports_tap = True
 
     def __init__(
         self,
@@ -64,6 +68,13 @@ class DeformableDETR(DeformableDetectorBase):
         self.query_norm = nn.LayerNorm(2 * embed_dim)
         reset_transformer_parameters(self.encoder, self.decoder, self.proposals, self.query_proj)
 
+    def query_embedding(self, reference: torch.Tensor, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reference boxes ``[B, Q, 4]`` → (query position, content), each ``[B, Q, C]``
+        (the sine embedding is cast to ``dtype`` before the projection)."""
+        embedding = sine_embed_coords(reference, self.embed_dim // 2, exchange_xy=False)
+        embedding = self.query_norm(self.query_proj(embedding.to(dtype)))
+        return embedding.split(self.embed_dim, dim=-1)
+
     def forward(self, batched_inputs: list[dict]):
         images, token_map, memory = self.encode(batched_inputs)
         output_memory, proposals, valid = self.propose(token_map, memory)
@@ -71,9 +82,20 @@ class DeformableDETR(DeformableDetectorBase):
         enc_coords = self.box_heads[-1](output_memory) + proposals
         index = self.select_proposals(enc_logits[..., 0], valid)
         reference = ops.gather_tokens(enc_coords.detach(), index, check_index=False).sigmoid()
-        embedding = sine_embed_coords(reference, self.embed_dim // 2, exchange_xy=False)
-        embedding = self.query_norm(self.query_proj(embedding.to(memory.dtype)))
-        query_pos, content = embedding.split(self.embed_dim, dim=-1)
+        query_pos, content = self.query_embedding(reference, memory.dtype)
+        queries = QueryGroup(content, reference)
+
+        group = self.tap.group if self.tap is not None else None
+        group_size, attn_mask = 0, None
+        if group is not None:  # in front of the matching queries, isolated from them
+            group.check(reference.shape[0], self.embed_dim, type(self).__name__)
+            group_size = group.content.shape[1]
+            group_pos = self.query_embedding(group.reference, memory.dtype)[0]
+            query_pos = torch.cat([group_pos, query_pos], dim=1)
+            content = torch.cat([group.content.to(content.dtype), content], dim=1)
+            reference = torch.cat([group.reference, reference], dim=1)
+            total = reference.shape[1]
+            attn_mask = isolated_group_mask(None, 0, group_size, total, self.device)
 
         layers = len(self.decoder.layers)
         hidden, references = self.decoder(
@@ -83,12 +105,19 @@ class DeformableDETR(DeformableDetectorBase):
             memory,
             list(self.box_heads[:layers]),
             query_pos=query_pos,
+            self_attn_mask=attn_mask,
         )
         logits = [self.class_heads[i](h) for i, h in enumerate(hidden)]
         boxes = [
             (self.box_heads[i](h) + inverse_sigmoid(references[i])).sigmoid()
             for i, h in enumerate(hidden)
         ]
+        matching = slice(group_size, None)
+        if self.tap is not None:
+            grouped = slice(0, group_size) if group is not None else None
+            self.tap.record(token_map, queries, logits, boxes, hidden, matching, grouped)
+        logits = [x[:, matching] for x in logits]
+        boxes = [x[:, matching] for x in boxes]
         if not self.training:
             return self.detections(logits[-1], boxes[-1], images, batched_inputs)
 

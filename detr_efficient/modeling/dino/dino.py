@@ -13,6 +13,7 @@ from detr_efficient.layers.box_ops import inverse_sigmoid
 from ..denoising import ContrastiveDenoising, denoising_attn_mask
 from ..detector import DeformableDetectorBase
 from ..heads import box_head, class_head, reset_transformer_parameters
+from ..tap import QueryGroup, isolated_group_mask
 
 __all__ = ["DINO"]
 
@@ -36,6 +37,8 @@ class DINO(DeformableDetectorBase):
 
     ``forward`` returns the weighted loss dict in training and ``[{"instances"}]`` in eval.
     """
+
+    supports_tap = True
 
     def __init__(
         self,
@@ -109,20 +112,31 @@ class DINO(DeformableDetectorBase):
 
     def decode(self, images, token_map, memory, batched_inputs, targets):
         """Query selection, denoising, the decoder and the heads over an encoded batch →
-        the weighted loss dict (training, with ``targets``) or ``[{"instances"}]``."""
+        the weighted loss dict (training, with ``targets``) or ``[{"instances"}]``. Queries
+        run in the order denoising, the tap's group (see ``tapped``), matching."""
         reference, enc_logits, enc_boxes = self.select_queries(token_map, memory)
         batch, width = reference.shape[:2]
         content = self.query_content.weight[:width][None].expand(batch, -1, -1)
+        queries = QueryGroup(content, reference)
+        group = self.tap.group if self.tap is not None else None
 
         dn = self.denoising(targets) if self.training and self.denoising is not None else None
-        attn_mask, dn_size = None, 0
+        parts, attn_mask, dn_size = [queries], None, 0
+        if group is not None:
+            group.check(batch, self.embed_dim, type(self).__name__)
+            parts.insert(0, group)
         if dn is not None:
             dn_size = dn.content.shape[1]
-            content = torch.cat([dn.content.to(content.dtype), content], dim=1)
-            reference = torch.cat([dn.boxes.sigmoid(), reference], dim=1)
+            parts.insert(0, QueryGroup(dn.content, dn.boxes.sigmoid()))
             attn_mask = denoising_attn_mask(
                 dn.meta["num_groups"], dn.meta["group_size"], width, self.device
             )
+        group_size = 0 if group is None else group.content.shape[1]
+        if group is not None:
+            total = dn_size + group_size + width
+            attn_mask = isolated_group_mask(attn_mask, dn_size, group_size, total, self.device)
+        content = torch.cat([part.content.to(content.dtype) for part in parts], dim=1)
+        reference = torch.cat([part.reference for part in parts], dim=1)
 
         class_heads, box_heads = self.decoder_heads()
         hidden, references = self.decoder(
@@ -133,11 +147,17 @@ class DINO(DeformableDetectorBase):
             (head(h) + inverse_sigmoid(r)).sigmoid()
             for head, h, r in zip(box_heads, hidden, references[:-1], strict=True)
         ]
+        matching = slice(dn_size + group_size, None)
+        if self.tap is not None:
+            grouped = slice(dn_size, dn_size + group_size) if group is not None else None
+            self.tap.record(token_map, queries, logits, boxes, hidden, matching, grouped)
         if not self.training:
-            return self.detections(logits[-1], boxes[-1], images, batched_inputs)
+            return self.detections(
+                logits[-1][:, matching], boxes[-1][:, matching], images, batched_inputs
+            )
 
         enc_outputs = {"pred_logits": enc_logits, "pred_boxes": enc_boxes}
-        outputs = self.criterion_outputs(logits, boxes, slice(dn_size, None), enc_outputs, dn)
+        outputs = self.criterion_outputs(logits, boxes, matching, enc_outputs, dn)
         return self.criterion(outputs, targets)
 
     @staticmethod

@@ -1,0 +1,15 @@
+"""DETRDistill, Deformable DETR R101 → R50 (paper: 44.1 → 46.6 AP) on COCO 2017 with the
+Deformable DETR recipe (``configs/deformable_detr/deformable_detr_r50_two_stage_50ep.py``:
+AdamW 2e-4, 50 epochs at batch 16). Needs ``model.teacher_weights=<R101 checkpoint>``."""
+
+from ..deformable_detr.deformable_detr_r50_two_stage_50ep import (
+    dataloader,
+    lr_multiplier,
+    optimizer,
+    train,
+)
+from .models.deformable_detr_r101_to_r50 import model
+
+__all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
+
+train.output_dir = "./output/detr_distill_deformable_detr_r101_to_r50_50ep"

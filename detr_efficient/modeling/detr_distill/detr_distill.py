@@ -1,0 +1,179 @@
+"""DETRDistill (Chang et al., ICCV 2023): a frozen teacher DETR trains a student DETR of the
+same family through its predictions, its neck features and its queries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from detectron2.modeling import META_ARCH_REGISTRY
+from torch import nn
+
+from ..criterion import average_num_boxes
+from ..detector import DeformableDetectorBase
+from ..tap import DecoderTap, QueryGroup
+from .features import FeatureDistillation, target_aware_mask, teacher_query_quality
+from .logits import LogitsDistillation
+
+__all__ = ["DETRDistill", "load_teacher_weights"]
+
+
+def load_teacher_weights(teacher: nn.Module, path: str) -> None:
+    """Load a checkpoint of this project (``{"model": state_dict}``, as ``train_net.py``
+    writes) or a bare state dict into ``teacher``; every key must match."""
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"DETRDistill: teacher_weights file '{path}' does not exist")
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    state = state.get("model", state) if isinstance(state, dict) else state
+    if not isinstance(state, dict):
+        raise ValueError(f"DETRDistill: '{path}' holds no state dict")
+    try:
+        teacher.load_state_dict(state)
+    except RuntimeError as error:  # missing, unexpected or wrongly shaped keys
+        raise ValueError(
+            f"DETRDistill: teacher_weights '{path}' do not fit the teacher: {error}"
+        ) from None
+
+
+@META_ARCH_REGISTRY.register()
+class DETRDistill(nn.Module):
+    """Student detector trained with its own losses plus DETRDistill's three:
+
+    1. ``logits_distill`` (``LogitsDistillation``): per decoder stage, Hungarian-matching
+       distillation of the teacher's predictions (all its queries), stage by stage
+       (``loss_distill_{class,bbox,giou}[_i]``). With fewer student than teacher layers, the
+       last student layers pair with the last teacher layers.
+    2. ``feature_distill`` (``FeatureDistillation``): target-aware feature distillation of the
+       neck tokens, masked by the teacher's best queries (``loss_distill_feature``).
+    3. Query-prior assignment distillation (``query_weight`` > 0): the teacher's decoder input
+       queries (content through ``query_adapter`` when the widths differ, reference boxes)
+       run through the student's decoder as an isolated extra group, supervised by the ground
+       truth with the *teacher's* Hungarian assignment of the same stage, passed as the paper
+       says (the official code leaves it out); ``loss_{class,bbox,giou}_qpad[_i]`` weighted by
+       the student criterion's weights × ``query_weight``.
+
+    ``teacher`` is frozen and always in eval mode; ``teacher_weights`` (a checkpoint path)
+    loads it. Training refuses to start with a teacher that was never loaded (the
+    ``teacher_ready`` buffer, kept in checkpoints, records it). Eval mode runs the student.
+    """
+
+    def __init__(
+        self,
+        *,
+        student: DeformableDetectorBase,
+        teacher: DeformableDetectorBase,
+        teacher_weights: str | None = None,
+        logits_distill: LogitsDistillation | None = None,
+        feature_distill: FeatureDistillation | None = None,
+        query_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        for role, model in (("student", student), ("teacher", teacher)):
+            if not getattr(model, "supports_tap", False):
+                raise ValueError(
+                    f"DETRDistill: the {role} {type(model).__name__} does not expose its decoder "
+                    "to distillation (supports_tap is False)"
+                )
+        if student.num_classes != teacher.num_classes:
+            raise ValueError(
+                f"DETRDistill: student and teacher class counts differ "
+                f"({student.num_classes} vs {teacher.num_classes})"
+            )
+        self.student_layers = len(student.decoder.layers)
+        self.teacher_layers = len(teacher.decoder.layers)
+        if self.student_layers > self.teacher_layers:
+            raise ValueError(
+                f"DETRDistill: the student has more decoder layers ({self.student_layers}) "
+                f"than the teacher ({self.teacher_layers})"
+            )
+        self.student = student
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.register_buffer("teacher_ready", torch.tensor(False))
+        if teacher_weights:
+            load_teacher_weights(self.teacher, teacher_weights)
+            self.teacher_ready.fill_(True)
+        self.logits_distill = logits_distill
+        self.feature_distill = feature_distill
+        self.query_weight = float(query_weight)
+        self.query_adapter = (
+            nn.Identity()
+            if teacher.embed_dim == student.embed_dim
+            else nn.Linear(teacher.embed_dim, student.embed_dim)
+        )
+
+    @property
+    def device(self) -> torch.device:
+        return self.student.device
+
+    def train(self, mode: bool = True) -> DETRDistill:
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def forward(self, batched_inputs: list[dict]):
+        if not self.training:
+            return self.student(batched_inputs)
+        if not bool(self.teacher_ready):
+            raise ValueError(
+                "DETRDistill: the teacher was never loaded; set model.teacher_weights to its "
+                "checkpoint (or resume from a DETRDistill checkpoint)"
+            )
+        with torch.no_grad(), self.teacher.tapped() as teacher:
+            self.teacher(batched_inputs)
+        group = None
+        if self.query_weight > 0:
+            content = self.query_adapter(teacher.queries.content.detach())
+            group = QueryGroup(content, teacher.queries.reference.detach())
+        with self.student.tapped(group) as student:
+            losses = dict(self.student(batched_inputs))
+        targets = self.student.prepare_targets(batched_inputs)
+        offset = self.teacher_layers - self.student_layers
+        teacher_logits, teacher_boxes = teacher.logits[offset:], teacher.boxes[offset:]
+
+        if self.logits_distill is not None:
+            losses.update(
+                self.logits_distill(student.logits, student.boxes, teacher_logits, teacher_boxes)
+            )
+        if self.feature_distill is not None:
+            losses["loss_distill_feature"] = self.feature_loss(student, teacher, targets)
+        if group is not None:
+            losses.update(self.query_prior_losses(student, teacher_logits, teacher_boxes, targets))
+        return losses
+
+    def feature_loss(self, student: DecoderTap, teacher: DecoderTap, targets) -> torch.Tensor:
+        """Target-aware feature distillation over the neck tokens (see ``FeatureDistillation``),
+        with the teacher's last-layer queries and predictions making the mask."""
+        token_map = teacher.token_map
+        sizes = [h * w for h, w in token_map.shapes]
+        quality = teacher_query_quality(teacher.logits[-1], teacher.boxes[-1], targets)
+        mask = target_aware_mask(
+            teacher.hidden[-1],
+            quality,
+            token_map.tokens,
+            token_map.padding_mask,
+            sizes,
+            self.feature_distill.top_k,
+        )
+        return self.feature_distill(
+            student.token_map.tokens, token_map.tokens, mask, token_map.padding_mask, sizes
+        )
+
+    def query_prior_losses(self, student: DecoderTap, teacher_logits, teacher_boxes, targets):
+        """The teacher-query group's losses, stage i with the teacher's assignment of its
+        aligned stage: ``loss_{class,bbox,giou}_qpad`` (last) and ``..._qpad_<i>``."""
+        criterion = self.student.criterion
+        num_boxes = average_num_boxes(targets, self.device)
+        losses = {}
+        for i, (logits, boxes) in enumerate(
+            zip(student.group_logits, student.group_boxes, strict=True)
+        ):
+            with torch.no_grad():
+                indices = self.teacher.criterion.matcher(
+                    teacher_logits[i], teacher_boxes[i], targets
+                )
+            stage = criterion.stage_losses(logits, boxes, targets, indices, num_boxes)
+            suffix = "_qpad" if i == self.student_layers - 1 else f"_qpad_{i}"
+            for name, value in stage.items():
+                losses[f"{name}{suffix}"] = self.query_weight * criterion.weight_dict[name] * value
+        return losses

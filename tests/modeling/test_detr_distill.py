@@ -1,0 +1,329 @@
+"""DETRDistill: the matching cost and logits loss against brute force, the target-aware mask
+and feature loss on hand-made cases, the isolated query group, the teacher's assignment for
+the query-prior losses, teacher loading and freezing, and the shapes config end to end."""
+
+import itertools
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from detectron2.config import LazyConfig, instantiate
+from torchvision.ops import box_iou, generalized_box_iou
+
+from detr_efficient.data import register_shapes
+from detr_efficient.engine import do_train
+from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy
+from detr_efficient.modeling.detr_distill import (
+    DETRDistill,
+    FeatureDistillation,
+    LogitsDistillation,
+    distillation_cost,
+    load_teacher_weights,
+    match_to_teacher,
+    target_aware_mask,
+    teacher_query_quality,
+)
+from detr_efficient.modeling.tap import QueryGroup, isolated_group_mask
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_detectors import _batch, _model  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+DISTILL = "configs/detr_distill/models/dino_shapes_distill.py"
+WEIGHTS = (1.0, 5.0, 2.0)
+
+
+def _boxes(n: int, generator) -> torch.Tensor:
+    centre = 0.2 + 0.6 * torch.rand(n, 2, generator=generator)
+    size = 0.05 + 0.3 * torch.rand(n, 2, generator=generator)
+    return torch.cat([centre, size], dim=1)
+
+
+def _pair_loss(logit, score, box, target_box) -> float:
+    """The weighted distillation loss of one (student, teacher) pair, in float64."""
+    bce = F.binary_cross_entropy_with_logits(logit.double(), score.double(), reduction="sum")
+    l1 = (box.double() - target_box.double()).abs().sum()
+    giou = generalized_box_iou(
+        box_cxcywh_to_xyxy(box.double())[None], box_cxcywh_to_xyxy(target_box.double())[None]
+    )[0, 0]
+    return float(WEIGHTS[0] * bce + WEIGHTS[1] * l1 + WEIGHTS[2] * (1 - giou))
+
+
+def test_distillation_cost_is_the_pair_loss_up_to_a_constant():
+    g = torch.Generator().manual_seed(0)
+    logits, scores = torch.randn(5, 3, generator=g), torch.rand(4, 3, generator=g)
+    boxes, teacher_boxes = _boxes(5, g), _boxes(4, g)
+    cost = distillation_cost(logits, boxes, scores, teacher_boxes, WEIGHTS)
+    expected = torch.tensor(
+        [
+            [_pair_loss(logits[s], scores[t], boxes[s], teacher_boxes[t]) for s in range(5)]
+            for t in range(4)
+        ],
+        dtype=torch.float64,
+    )
+    # the cost drops the constant GIoU offset: cost = loss - giou_weight
+    torch.testing.assert_close(cost.double(), expected - WEIGHTS[2], atol=1e-4, rtol=1e-5)
+
+
+def test_logits_distillation_takes_the_cheapest_assignment_by_brute_force():
+    g = torch.Generator().manual_seed(1)
+    student_logits, student_boxes = torch.randn(1, 4, 3, generator=g), _boxes(4, g)[None]
+    teacher_logits, teacher_boxes = torch.randn(1, 3, 3, generator=g), _boxes(3, g)[None]
+    scores = teacher_logits.sigmoid()
+    best = min(
+        sum(
+            _pair_loss(student_logits[0, s], scores[0, t], student_boxes[0, s], teacher_boxes[0, t])
+            for t, s in enumerate(chosen)
+        )
+        for chosen in itertools.permutations(range(4), 3)
+    )
+    losses = LogitsDistillation(*WEIGHTS).stage_loss(
+        student_logits, student_boxes, teacher_logits, teacher_boxes
+    )
+    assert math.isclose(float(sum(losses.values())) * 3, best, rel_tol=1e-5)
+
+
+def test_a_permuted_teacher_is_matched_back_and_only_its_entropy_remains():
+    g = torch.Generator().manual_seed(2)
+    logits, boxes = torch.randn(2, 6, 4, generator=g), torch.stack([_boxes(6, g), _boxes(6, g)])
+    order = torch.tensor([3, 0, 5, 1, 4, 2])
+    teacher_logits, teacher_boxes = logits[:, order], boxes[:, order]
+    indices = match_to_teacher(logits, boxes, teacher_logits.sigmoid(), teacher_boxes, WEIGHTS)
+    for student_idx, teacher_idx in indices:
+        assert torch.equal(student_idx, order[teacher_idx])
+    losses = LogitsDistillation(*WEIGHTS)([logits], [boxes], [teacher_logits], [teacher_boxes])
+    p = logits.sigmoid().double()
+    entropy = -(p * p.log() + (1 - p) * (1 - p).log()).sum() / 12
+    assert math.isclose(float(losses["loss_distill_class"]), float(entropy), rel_tol=1e-5)
+    assert float(losses["loss_distill_bbox"]) < 1e-6 and float(losses["loss_distill_giou"]) < 1e-6
+
+
+def test_logits_distillation_names_its_stages_and_gradients_reach_only_the_student():
+    g = torch.Generator().manual_seed(3)
+    student = [torch.randn(1, 4, 2, generator=g, requires_grad=True) for _ in range(2)]
+    teacher = [torch.randn(1, 4, 2, generator=g, requires_grad=True) for _ in range(2)]
+    boxes = [_boxes(4, g)[None] for _ in range(2)]
+    losses = LogitsDistillation()(student, boxes, teacher, boxes)
+    assert set(losses) == {
+        f"loss_distill_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0")
+    }
+    sum(losses.values()).backward()
+    assert all(x.grad is not None for x in student) and all(x.grad is None for x in teacher)
+    with pytest.raises(ValueError, match="same number"):
+        LogitsDistillation()(student, boxes, teacher[:1], boxes)
+
+
+def test_teacher_query_quality_is_score_times_best_iou():
+    logits = torch.tensor([[[0.0, 2.0], [-1.0, -3.0]], [[1.0, 1.0], [0.0, 0.0]]])
+    boxes = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.2, 0.2, 0.1, 0.1]], [[0.5] * 4, [0.3] * 4]])
+    gt = torch.tensor([[0.5, 0.5, 0.2, 0.4], [0.8, 0.8, 0.1, 0.1]])
+    targets = [{"boxes": gt, "labels": torch.tensor([0, 1])}, {"boxes": torch.zeros(0, 4)}]
+    quality = teacher_query_quality(logits, boxes, targets)
+    iou = box_iou(box_cxcywh_to_xyxy(boxes[0]), box_cxcywh_to_xyxy(gt)).amax(1)
+    expected = torch.stack([logits[0].sigmoid().amax(1) * iou, torch.zeros(2)])
+    torch.testing.assert_close(quality, expected)
+    assert math.isclose(
+        float(quality[0, 0]), torch.sigmoid(torch.tensor(2.0)).item() * 0.5, rel_tol=1e-6
+    )
+
+
+def test_target_aware_mask_on_a_hand_made_case():
+    queries = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    quality = torch.tensor([[0.8, 0.2, 0.1]])  # top_k=2 keeps the first two
+    # level 0: four tokens; level 1: two tokens, the second one padding
+    features = torch.tensor([[[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1, 0]]])
+    padding = torch.tensor([[False, False, False, False, False, True]])
+    mask = target_aware_mask(queries, quality, features, padding, [4, 2], top_k=2)
+    level0 = torch.tensor([0.8, 0.2, 0.01, 1.0 / math.sqrt(2)]) / 0.8
+    expected = torch.cat([level0, torch.tensor([1.0, 0.0])])[None]
+    torch.testing.assert_close(mask, expected)
+
+
+def test_feature_distillation_loss_on_a_hand_made_case():
+    distill = FeatureDistillation(student_dim=2, teacher_dim=2, weight=3.0)
+    with torch.no_grad():
+        distill.adapter.weight.copy_(torch.eye(2))
+        distill.adapter.bias.zero_()
+    teacher = torch.tensor([[[1.0, 2.0], [0.0, 0.0], [4.0, 4.0]]])
+    student = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]], requires_grad=True)
+    mask = torch.tensor([[0.5, 1.0, 1.0]])
+    padding = torch.tensor([[False, False, True]])  # level 1 is all padding
+    loss = distill(student, teacher, mask, padding, [2, 1])
+    # level 0: ((0.5 * 2)^2 + 1 + 1) / (2 tokens * 2 channels); level 1: no valid token
+    assert math.isclose(loss.item(), 3.0 * 3.0 / 4.0, rel_tol=1e-6)
+    loss.backward()
+    assert student.grad is not None and distill.adapter.weight.grad is not None
+    with pytest.raises(ValueError, match="same levels"):
+        distill(student[:, :2], teacher, mask, padding, [2, 1])
+
+
+def test_isolated_group_mask_by_hand():
+    inner = torch.tensor([[False, True], [False, False]])  # query 0 may not see query 1
+    mask = isolated_group_mask(inner, start=1, size=2, total=4, device="cpu")
+    expected = torch.tensor(
+        [
+            [False, True, True, True],
+            [True, False, False, True],
+            [True, False, False, True],
+            [False, True, True, False],
+        ]
+    )
+    assert torch.equal(mask, expected)
+    assert not isolated_group_mask(None, 0, 2, 2, "cpu").any()
+
+
+@pytest.mark.parametrize("name", ["dino", "deformable_detr", "focus_detr", "sparse_detr"])
+def test_an_extra_query_group_leaves_the_detectors_own_outputs_unchanged(name):
+    model = _model(name).eval()
+    batch = _batch()
+    with torch.no_grad(), model.tapped() as alone:
+        model(batch)
+    g = torch.Generator().manual_seed(5)
+    group = QueryGroup(
+        torch.randn(2, 7, model.embed_dim, generator=g), _boxes(14, g).reshape(2, 7, 4)
+    )
+    with torch.no_grad(), model.tapped(group) as joint:
+        model(batch)
+    assert len(joint.group_logits) == len(model.decoder.layers)
+    assert joint.group_boxes[-1].shape == (2, 7, 4)
+    for a, b in zip(alone.logits + alone.boxes, joint.logits + joint.boxes, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    wrong = QueryGroup(group.content[:1], group.reference[:1])
+    with pytest.raises(ValueError, match="query group"), model.tapped(wrong):
+        model(batch)
+
+
+def _distill_model(tmp_path, **overrides):
+    cfg = LazyConfig.load(str(REPO / DISTILL))
+    cfg = LazyConfig.apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
+    torch.manual_seed(0)
+    teacher = instantiate(cfg.model.teacher)
+    torch.save({"model": teacher.state_dict()}, tmp_path / "teacher.pth")
+    cfg.model.teacher_weights = str(tmp_path / "teacher.pth")
+    torch.manual_seed(1)
+    return instantiate(cfg.model), teacher
+
+
+def test_distillation_trains_the_student_only_and_evaluates_as_the_student(tmp_path):
+    model, teacher = _distill_model(tmp_path)
+    for a, b in zip(
+        model.teacher.state_dict().values(), teacher.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    model.train()
+    assert not model.teacher.training and model.student.training
+    losses = model(_batch())
+    names = {"loss_distill_feature"} | {
+        f"{prefix}_{n}{s}"
+        for prefix in ("loss_distill",)
+        for n in ("class", "bbox", "giou")
+        for s in ("", "_0", "_1")
+    }
+    names |= {f"loss_{n}_qpad{s}" for n in ("class", "bbox", "giou") for s in ("", "_0", "_1")}
+    assert names <= set(losses) and "loss_class_dn" in losses
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    missing = [n for n, p in model.student.named_parameters() if p.grad is None]
+    assert not missing
+    assert model.query_adapter.weight.grad is not None
+    assert model.feature_distill.adapter.weight.grad is not None
+
+    model.eval()
+    with torch.no_grad():
+        distilled = model(_batch())
+        alone = model.student(_batch())
+    for a, b in zip(distilled, alone, strict=True):
+        assert torch.equal(a["instances"].pred_boxes.tensor, b["instances"].pred_boxes.tensor)
+
+
+def test_query_prior_losses_use_the_teachers_assignment(tmp_path):
+    model, _ = _distill_model(tmp_path)
+    model.logits_distill = model.feature_distill = None
+    model.train()
+
+    def assign(logits, boxes, targets):  # the teacher's matcher, replaced by a known answer
+        return [(torch.tensor([4]), torch.tensor([1])), (torch.tensor([], dtype=torch.int64),) * 2]
+
+    model.teacher.criterion.matcher.forward = assign
+    captured = {}
+    original = model.student.tapped
+
+    def tapped(group=None):
+        captured["group"] = group
+        return original(group)
+
+    model.student.tapped = tapped
+    losses = model(_batch())
+    group = captured["group"]
+    assert group is not None and group.content.shape[1] == model.teacher.num_queries
+    # the group's outputs do not depend on anything else in the pass: decode it again
+    with torch.no_grad(), original(group) as student:
+        model.student(_batch())
+    target = model.student.prepare_targets(_batch())[0]["boxes"][1]
+    # group query 4 of image 0 ↔ its ground-truth box 1 and nothing else: the L1 loss is that
+    # one pair's, normalised by the two boxes of the batch
+    weight = model.student.criterion.weight_dict["loss_bbox"]
+    for i, suffix in ((0, "_qpad_0"), (2, "_qpad")):
+        expected = weight * (student.group_boxes[i][0, 4] - target).abs().sum() / 2
+        torch.testing.assert_close(losses[f"loss_bbox{suffix}"].detach(), expected)
+
+
+def test_teacher_weights_are_required_checked_and_kept_in_checkpoints(tmp_path):
+    model, teacher = _distill_model(tmp_path)
+    cfg = LazyConfig.load(str(REPO / DISTILL))
+    fresh = instantiate(cfg.model).train()
+    with pytest.raises(ValueError, match="teacher was never loaded"):
+        fresh(_batch())
+    fresh.load_state_dict(model.state_dict())  # a DETRDistill checkpoint carries the teacher
+    assert bool(fresh.teacher_ready)
+    with pytest.raises(FileNotFoundError, match="nowhere.pth"):
+        load_teacher_weights(teacher, str(tmp_path / "nowhere.pth"))
+    torch.save({"model": model.student.state_dict()}, tmp_path / "student.pth")
+    with pytest.raises(ValueError, match="do not fit the teacher"):
+        load_teacher_weights(teacher, str(tmp_path / "student.pth"))
+
+
+def test_unsupported_pairs_are_clear_errors():
+    student, teacher = _model("dino"), _model("focus_detr")
+    with pytest.raises(ValueError, match="DDQDETR does not expose its decoder"):
+        DETRDistill(student=_model("ddq_detr"), teacher=teacher)
+    with pytest.raises(ValueError, match="more decoder layers"):
+        DETRDistill(student=student, teacher=_model("dino", **{"model.decoder.num_layers": 2}))
+    with pytest.raises(ValueError, match="class counts differ"):
+        DETRDistill(student=student, teacher=_model("dino", **{"model.num_classes": 7}))
+
+
+def test_a_shallower_student_learns_from_the_teachers_last_layers(tmp_path):
+    model, _ = _distill_model(tmp_path, **{"model.student.decoder.num_layers": 2})
+    losses = model.train()(_batch())
+    assert "loss_distill_class_0" in losses and "loss_distill_class_1" not in losses
+    assert "loss_bbox_qpad_0" in losses and "loss_bbox_qpad" in losses
+
+
+def test_the_shapes_distillation_config_trains_through_train_net(tmp_path):
+    register_shapes("distill_config_val", tmp_path / "data", "val", num_images=2, seed=4)
+    _, teacher = _distill_model(tmp_path)
+    cfg = LazyConfig.load(str(REPO / "configs/detr_distill/dino_shapes_cpu.py"))
+    cfg = LazyConfig.apply_overrides(
+        cfg,
+        [
+            f"train.output_dir={tmp_path}",
+            "train.device=cpu",
+            f"model.teacher_weights={tmp_path / 'teacher.pth'}",
+            "train.max_iter=2",
+            "train.checkpointer.period=1000000",
+            "dataloader.train.total_batch_size=2",
+            "dataloader.train.num_workers=0",
+            "dataloader.test.num_workers=0",
+            "dataloader.test.dataset.names=distill_config_val",
+        ],
+    )
+    trainer = do_train(cfg)
+    assert trainer.iter == 2
+    assert '"bbox/AP"' in (tmp_path / "metrics.json").read_text()
+    saved = torch.load(tmp_path / "model_final.pth", weights_only=True)["model"]
+    assert bool(saved["teacher_ready"])
