@@ -16,6 +16,7 @@ from torchvision.ops import box_iou, generalized_box_iou
 from detr_efficient.data import register_shapes
 from detr_efficient.engine import do_train
 from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy
+from detr_efficient.modeling.conversion import ConversionError, convert
 from detr_efficient.modeling.detr_distill import (
     DETRDistill,
     FeatureDistillation,
@@ -327,3 +328,13 @@ def test_the_shapes_distillation_config_trains_through_train_net(tmp_path):
     assert '"bbox/AP"' in (tmp_path / "metrics.json").read_text()
     saved = torch.load(tmp_path / "model_final.pth", weights_only=True)["model"]
     assert bool(saved["teacher_ready"])
+
+
+def test_the_student_converts_out_of_a_distillation_checkpoint(tmp_path):
+    model, _ = _distill_model(tmp_path)
+    student = convert(model.state_dict(), "detr-distill-student", reference=model.student)
+    assert student.keys() == model.student.state_dict().keys()
+    for key, value in model.student.state_dict().items():
+        assert torch.equal(student[key], value)
+    with pytest.raises(ConversionError, match="teacher_ready"):
+        convert(model.student.state_dict(), "detr-distill-student")

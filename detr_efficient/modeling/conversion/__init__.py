@@ -16,6 +16,7 @@ from torch import nn
 
 from . import (
     deformable_detr_official,
+    detr_distill_student,
     detrex_deformable_detr,
     detrex_dino,
     detrex_focus_detr,
@@ -45,6 +46,7 @@ SOURCES: dict[str, Callable[[Mapping[str, torch.Tensor]], Conversion]] = {
     "detrex-deformable-detr": detrex_deformable_detr.convert,
     "focus-detr": detrex_focus_detr.convert,
     "lite-detr": lite_detr_official.convert,
+    "detr-distill-student": detr_distill_student.convert,
     "torchvision-resnet": torchvision_resnet.convert,
 }
 # Sources giving only part of a model (the backbone): checked as a subset of its keys.
