@@ -19,7 +19,12 @@ from .postprocess import select_detections
 from .proposals import EncoderProposals
 from .tap import DecoderTap, QueryGroup
 
-__all__ = ["DeformableDetectorBase"]
+__all__ = [
+    "DeformableDetectorBase",
+    "detections_in_original_size",
+    "normalized_images",
+    "normalized_targets",
+]
 
 
 class DeformableDetectorBase(nn.Module):
@@ -103,15 +108,9 @@ class DeformableDetectorBase(nn.Module):
 
     def preprocess_images(self, batched_inputs: list[dict]) -> tuple[ImageList, torch.Tensor]:
         """Normalised, zero-padded images and their padding mask bool ``[B, H, W]``."""
-        images = [
-            (x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs
-        ]
-        images = ImageList.from_tensors(images, self.size_divisibility)
-        batch, _, height, width = images.tensor.shape
-        mask = torch.ones(batch, height, width, dtype=torch.bool, device=self.device)
-        for i, (h, w) in enumerate(images.image_sizes):
-            mask[i, :h, :w] = False
-        return images, mask
+        return normalized_images(
+            batched_inputs, self.pixel_mean, self.pixel_std, self.size_divisibility
+        )
 
     def token_map(self, images: torch.Tensor, mask: torch.Tensor) -> TokenMap:
         """Backbone, neck and position encodings of ``[B, 3, H, W]`` images."""
@@ -148,22 +147,7 @@ class DeformableDetectorBase(nn.Module):
 
     def prepare_targets(self, batched_inputs: list[dict]) -> list[dict[str, torch.Tensor]]:
         """Per image {"labels": int64 [N], "boxes": [N, 4] cxcywh relative to the image}."""
-        targets = []
-        for x in batched_inputs:
-            if "instances" not in x:
-                raise ValueError(f"{type(self).__name__}: training inputs need 'instances'")
-            instances = x["instances"].to(self.device)
-            boxes = box_xyxy_to_cxcywh_normalized(
-                instances.gt_boxes.tensor.float(), instances.image_size
-            )
-            labels = instances.gt_classes
-            if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
-                raise ValueError(
-                    f"{type(self).__name__}: gt_classes must be in [0, {self.num_classes}), got "
-                    f"{labels.unique().tolist()} (file {x.get('file_name', '?')})"
-                )
-            targets.append({"labels": labels, "boxes": boxes})
-        return targets
+        return normalized_targets(batched_inputs, self.num_classes, self.device, self)
 
     def detections(
         self,
@@ -173,11 +157,66 @@ class DeformableDetectorBase(nn.Module):
         batched_inputs: list[dict],
     ) -> list[dict]:
         """Eval-mode output: ``[{"instances": Instances}]`` in original image coordinates."""
-        output_sizes = [
-            (x.get("height", h), x.get("width", w))
-            for x, (h, w) in zip(batched_inputs, images.image_sizes, strict=True)
-        ]
-        results = select_detections(
-            pred_logits, pred_boxes, images.image_sizes, output_sizes, self.num_detections
+        return detections_in_original_size(
+            pred_logits, pred_boxes, images, batched_inputs, self.num_detections
         )
-        return [{"instances": r} for r in results]
+
+
+def normalized_images(
+    batched_inputs: list[dict], pixel_mean: torch.Tensor, pixel_std: torch.Tensor, divisor: int
+) -> tuple[ImageList, torch.Tensor]:
+    """Images normalised by ``pixel_mean`` / ``pixel_std`` ``[3, 1, 1]`` (on the device the
+    images go to), zero-padded to a common size divisible by ``divisor``, and their padding
+    mask bool ``[B, H, W]`` (True = padding)."""
+    device = pixel_mean.device
+    images = [(x["image"].to(device) - pixel_mean) / pixel_std for x in batched_inputs]
+    images = ImageList.from_tensors(images, divisor)
+    batch, _, height, width = images.tensor.shape
+    mask = torch.ones(batch, height, width, dtype=torch.bool, device=device)
+    for i, (h, w) in enumerate(images.image_sizes):
+        mask[i, :h, :w] = False
+    return images, mask
+
+
+def normalized_targets(
+    batched_inputs: list[dict], num_classes: int, device, owner: nn.Module
+) -> list[dict[str, torch.Tensor]]:
+    """Per image {"labels": int64 [N], "boxes": [N, 4] cxcywh relative to the image} from the
+    ``instances`` of training inputs; errors name ``owner``'s class and the file."""
+    name = type(owner).__name__
+    targets = []
+    for x in batched_inputs:
+        if "instances" not in x:
+            raise ValueError(f"{name}: training inputs need 'instances'")
+        instances = x["instances"].to(device)
+        boxes = box_xyxy_to_cxcywh_normalized(
+            instances.gt_boxes.tensor.float(), instances.image_size
+        )
+        labels = instances.gt_classes
+        if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+            raise ValueError(
+                f"{name}: gt_classes must be in [0, {num_classes}), got "
+                f"{labels.unique().tolist()} (file {x.get('file_name', '?')})"
+            )
+        targets.append({"labels": labels, "boxes": boxes})
+    return targets
+
+
+def detections_in_original_size(
+    pred_logits: torch.Tensor,
+    pred_boxes: torch.Tensor,
+    images: ImageList,
+    batched_inputs: list[dict],
+    num_detections: int,
+) -> list[dict]:
+    """``[{"instances": Instances}]`` with the best ``num_detections`` (query, class) pairs
+    of ``pred_logits`` ``[B, Q, K]`` / ``pred_boxes`` ``[B, Q, 4]`` (cxcywh relative to each
+    valid image), in original image coordinates."""
+    output_sizes = [
+        (x.get("height", h), x.get("width", w))
+        for x, (h, w) in zip(batched_inputs, images.image_sizes, strict=True)
+    ]
+    results = select_detections(
+        pred_logits, pred_boxes, images.image_sizes, output_sizes, num_detections
+    )
+    return [{"instances": r} for r in results]
