@@ -2,7 +2,7 @@
 and one folder of deltas per method, registered in Detectron2's ``META_ARCH_REGISTRY``."""
 
 from .backbone import ChannelMapper, build_resnet, build_slim_resnet
-from .ddq import DDQDETR
+from .ddq import DDQDETR, DDQFCN
 from .decoder import DeformableTransformerDecoder
 from .deformable_detr import DeformableDETR
 from .denoising import ContrastiveDenoising
@@ -15,6 +15,7 @@ from .sparse_detr import SparseDETR
 
 __all__ = [
     "DDQDETR",
+    "DDQFCN",
     "DETRDistill",
     "DINO",
     "ChannelMapper",

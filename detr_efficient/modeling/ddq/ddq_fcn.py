@@ -1,0 +1,146 @@
+"""DDQ-FCN (Zhang et al., CVPR 2023): a fully convolutional dense detector whose dense
+predictions become distinct queries through class-agnostic NMS before the one-to-one loss."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from detectron2.modeling import META_ARCH_REGISTRY
+from torch import nn
+
+from detr_efficient import ops
+from detr_efficient.layers.box_ops import box_xyxy_to_cxcywh
+
+from ..detector import detections_in_original_size, normalized_images, normalized_targets
+from ..multiscale import level_masks
+from .dense_loss import DenseQueryLoss
+from .distinct import select_distinct
+from .fcn_head import DenseHead
+
+__all__ = ["DDQFCN"]
+
+
+@META_ARCH_REGISTRY.register()
+class DDQFCN(nn.Module):
+    """DDQ-FCN, SPEC §5.
+
+    - ``backbone``: a Detectron2 backbone giving the ``in_features`` maps (FPN P3–P7);
+      ``head``: ``DenseHead`` → class logits and a box at every point.
+    - Dense queries: the ``candidates_per_level`` best points of each level by their top class
+      probability (points on padding never), over all levels.
+    - Distinct queries: class-agnostic NMS at ``nms_iou`` over the dense queries of an image,
+      then the ``num_queries`` best survivors; they alone are output.
+    - Losses: ``one_to_one_loss`` (a ``DenseQueryLoss`` with ``top_k=1``: Hungarian, QFL
+      β=2 + GIoU 2) on the distinct queries (``loss_class``, ``loss_giou``), and the
+      training-only ``one_to_many_loss`` (``top_k=8``: each ground-truth box repeated 8 times
+      in the assignment) on all dense queries (``loss_aux_class``, ``loss_aux_giou``).
+    Boxes are handled as cxcywh relative to each valid image, like the DETRs' here.
+    """
+
+    def __init__(
+        self,
+        *,
+        backbone: nn.Module,
+        head: DenseHead,
+        one_to_one_loss: DenseQueryLoss,
+        one_to_many_loss: DenseQueryLoss | None,
+        num_classes: int,
+        in_features: Sequence[str] = ("p3", "p4", "p5", "p6", "p7"),
+        candidates_per_level: int = 1000,
+        nms_iou: float = 0.7,
+        num_queries: int = 300,
+        num_detections: int = 100,
+        pixel_mean: Sequence[float] = (123.675, 116.280, 103.530),
+        pixel_std: Sequence[float] = (58.395, 57.120, 57.375),
+    ) -> None:
+        super().__init__()
+        if num_classes < 1 or candidates_per_level < 1 or num_queries < 1:
+            raise ValueError(
+                "DDQFCN: num_classes, candidates_per_level and num_queries must be >= 1, got "
+                f"{num_classes}, {candidates_per_level}, {num_queries}"
+            )
+        if len(in_features) != len(head.strides):
+            raise ValueError(
+                f"DDQFCN: {len(in_features)} in_features for {len(head.strides)} head strides"
+            )
+        if one_to_one_loss.top_k != 1:
+            raise ValueError(
+                f"DDQFCN: the one-to-one loss needs top_k=1, got {one_to_one_loss.top_k}"
+            )
+        self.backbone = backbone
+        self.head = head
+        self.one_to_one_loss = one_to_one_loss
+        self.one_to_many_loss = one_to_many_loss
+        self.num_classes = num_classes
+        self.in_features = tuple(in_features)
+        self.candidates_per_level = candidates_per_level
+        self.nms_iou = nms_iou
+        self.num_queries = num_queries
+        self.num_detections = num_detections
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def dense_queries(self, images, mask):
+        """Dense predictions → (logits ``[B, S, K]``, boxes ``[B, S, 4]`` normalised cxcywh,
+        valid bool ``[B, S]``, tokens per level)."""
+        features = self.backbone(images.tensor)
+        missing = [f for f in self.in_features if f not in features]
+        if missing:
+            raise ValueError(f"DDQFCN: the backbone gives {sorted(features)}, not {missing}")
+        maps = [features[f] for f in self.in_features]
+        logits, xyxy = self.head(maps)
+        shapes = [tuple(m.shape[-2:]) for m in maps]
+        valid = ~torch.cat([m.flatten(1) for m in level_masks(mask, shapes)], dim=1)
+        scale = torch.tensor(
+            [[w, h, w, h] for h, w in images.image_sizes], dtype=torch.float32, device=self.device
+        )
+        boxes = box_xyxy_to_cxcywh(xyxy) / scale[:, None]
+        return logits, boxes, valid, [h * w for h, w in shapes]
+
+    def select_candidates(self, scores, valid, sizes) -> torch.Tensor:
+        """Indices ``[B, D]`` of each level's ``candidates_per_level`` best valid points by
+        ``scores`` ``[B, S]``, levels concatenated, -1 where a level has fewer."""
+        chosen, start = [], 0
+        for level_scores, level_valid in zip(
+            scores.split(sizes, dim=1), valid.split(sizes, dim=1), strict=True
+        ):
+            width = min(self.candidates_per_level, level_scores.shape[1])
+            index = ops.select_topk(level_scores, width, valid=level_valid, max_k=width)
+            chosen.append(torch.where(index >= 0, index + start, index))
+            start += level_scores.shape[1]
+        return torch.cat(chosen, dim=1)
+
+    def forward(self, batched_inputs: list[dict]):
+        images, mask = normalized_images(
+            batched_inputs, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
+        )
+        logits, boxes, valid, sizes = self.dense_queries(images, mask)
+        scores = logits.detach().float().sigmoid().amax(-1)
+        candidates = self.select_candidates(scores, valid, sizes)
+        dense_logits = ops.gather_tokens(logits, candidates, check_index=False)
+        dense_boxes = ops.gather_tokens(boxes, candidates, check_index=False)
+        dense_valid = candidates >= 0
+        dense_scores = ops.gather_tokens(scores[..., None], candidates, check_index=False)[..., 0]
+        distinct = select_distinct(
+            dense_boxes, dense_scores, dense_valid, self.nms_iou, self.num_queries
+        )
+        distinct_logits = ops.gather_tokens(dense_logits, distinct, check_index=False)
+        distinct_boxes = ops.gather_tokens(dense_boxes, distinct, check_index=False)
+        distinct_valid = distinct >= 0
+        if not self.training:
+            final = distinct_logits.masked_fill(~distinct_valid[..., None], float("-inf"))
+            return detections_in_original_size(
+                final, distinct_boxes, images, batched_inputs, self.num_detections
+            )
+
+        targets = normalized_targets(batched_inputs, self.num_classes, self.device, self)
+        losses = self.one_to_one_loss(distinct_logits, distinct_boxes, targets, distinct_valid)
+        if self.one_to_many_loss is not None:
+            aux = self.one_to_many_loss(dense_logits, dense_boxes, targets, dense_valid)
+            losses.update({name.replace("loss_", "loss_aux_"): v for name, v in aux.items()})
+        return losses

@@ -1,0 +1,150 @@
+"""DDQ-FCN: point grid and box decoding by hand, the per-level candidates and the distinct
+queries against plain PyTorch / torchvision, losses and gradients, detections, the config
+through train_net."""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.config import LazyConfig, instantiate
+from torchvision.ops import nms
+
+from detr_efficient.data import register_shapes
+from detr_efficient.engine import do_eval, do_train
+from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy
+from detr_efficient.modeling.ddq import DenseHead, level_points
+from detr_efficient.modeling.detector import normalized_images
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_detectors import _batch  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+SHAPES = "configs/ddq/models/ddq_fcn_shapes.py"
+
+
+def _model(**overrides):
+    cfg = LazyConfig.load(str(REPO / SHAPES))
+    cfg = LazyConfig.apply_overrides(cfg, [f"model.{k}={v}" for k, v in overrides.items()])
+    torch.manual_seed(0)
+    return instantiate(cfg.model)
+
+
+def test_level_points_are_cell_centres_row_major():
+    points = level_points(2, 3, 8, "cpu")
+    expected = torch.tensor([[4, 4], [12, 4], [20, 4], [4, 12], [12, 12], [20, 12]]).float()
+    assert torch.equal(points, expected)
+
+
+def test_dense_head_decodes_distances_around_each_point():
+    head = DenseHead(16, num_classes=3, strides=(8, 16), convs=1, groups=4)
+    with torch.no_grad():
+        head.bbox_pred.weight.zero_()
+        head.bbox_pred.bias.copy_(torch.log(torch.tensor([1.0, 2.0, 3.0, 4.0])))
+        head.scales.fill_(1.0)
+    features = [torch.randn(2, 16, 4, 6), torch.randn(2, 16, 2, 3)]
+    logits, boxes = head(features)
+    assert logits.shape == (2, 24 + 6, 3) and boxes.shape == (2, 30, 4)
+    # first point of level 1 (stride 16): centre (8, 8), distances (1, 2, 3, 4) * 16
+    torch.testing.assert_close(boxes[0, 24], torch.tensor([8 - 16, 8 - 32, 8 + 48, 8 + 64.0]))
+    torch.testing.assert_close(torch.sigmoid(logits).mean(), torch.tensor(0.01), atol=5e-3, rtol=0)
+    with pytest.raises(ValueError, match="feature levels"):
+        head(features[:1])
+
+
+def test_candidates_are_each_levels_best_valid_points():
+    model = _model(candidates_per_level=3)
+    g = torch.Generator().manual_seed(0)
+    scores = torch.rand(2, 10, generator=g)
+    valid = torch.ones(2, 10, dtype=torch.bool)
+    valid[1, 6:] = False  # image 1: the second level has only 2 valid points
+    index = model.select_candidates(scores, valid, [4, 6])
+    for b in range(2):
+        for level, (start, size) in enumerate([(0, 4), (4, 6)]):
+            part = index[b, 3 * level : 3 * level + 3]
+            ok = valid[b, start : start + size].nonzero()[:, 0]
+            ranked = ok[scores[b, start + ok].argsort(descending=True)][:3] + start
+            expected = torch.full((3,), -1)
+            expected[: len(ranked)] = ranked
+            assert torch.equal(part, expected)
+
+
+def test_training_losses_and_gradients():
+    model = _model().train()
+    losses = model(_batch())
+    assert set(losses) == {"loss_class", "loss_giou", "loss_aux_class", "loss_aux_giou"}
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+    model.one_to_many_loss = None
+    assert set(model(_batch())) == {"loss_class", "loss_giou"}
+
+
+def test_detections_are_distinct_nms_survivors_in_original_coordinates(monkeypatch):
+    model = _model(num_detections=1000).eval()
+    captured = {}
+    select = model.select_candidates
+
+    def spy(scores, valid, sizes):
+        captured["index"] = select(scores, valid, sizes)
+        return captured["index"]
+
+    monkeypatch.setattr(model, "select_candidates", spy)
+    with torch.no_grad():
+        outputs = model(_batch())
+        images, mask = normalized_images(
+            _batch(), model.pixel_mean, model.pixel_std, model.backbone.size_divisibility
+        )
+        logits, boxes, valid, sizes = model.dense_queries(images, mask)
+    first = outputs[0]["instances"]
+    assert first.image_size == (48, 64)  # the original size, half the network input
+    # the detected boxes are exactly torchvision's NMS survivors among the candidates
+    index = captured["index"][0]
+    index = index[index >= 0]
+    h, w = images.image_sizes[0]
+    xyxy = box_cxcywh_to_xyxy(boxes[0, index]) * torch.tensor([w, h, w, h])
+    keep = nms(xyxy, logits[0, index].sigmoid().amax(-1), 0.7)[: model.num_queries]
+    kept = (xyxy[keep] * 0.5).clamp(min=0)
+    kept[:, 0::2] = kept[:, 0::2].clamp(max=64)
+    kept[:, 1::2] = kept[:, 1::2].clamp(max=48)
+    kept = kept[(kept[:, 2] > kept[:, 0]) & (kept[:, 3] > kept[:, 1])]  # Detectron2 drops empties
+    detected = first.pred_boxes.tensor.unique(dim=0)
+    expected = kept.unique(dim=0)
+    assert detected.shape == expected.shape
+    torch.testing.assert_close(detected, expected, atol=1e-3, rtol=1e-4)
+    assert len(first) <= model.num_queries * model.num_classes
+
+
+def test_bad_settings_are_clear_errors():
+    with pytest.raises(ValueError, match="top_k=1"):
+        _model(**{"one_to_one_loss.top_k": 4})
+    with pytest.raises(ValueError, match="in_features"):
+        _model(in_features="[p3,p4]")
+    with pytest.raises(ValueError, match="must be >= 1"):
+        _model(num_queries=0)
+
+
+@pytest.mark.parametrize("eval_only", [False, True])
+def test_the_shapes_config_trains_and_evaluates_through_train_net(tmp_path, eval_only):
+    register_shapes(f"ddq_fcn_val_{eval_only}", tmp_path / "data", "val", num_images=2, seed=4)
+    cfg = LazyConfig.load(str(REPO / "configs/ddq/ddq_fcn_shapes_cpu.py"))
+    cfg = LazyConfig.apply_overrides(
+        cfg,
+        [
+            f"train.output_dir={tmp_path}",
+            "train.device=cpu",
+            "train.max_iter=2",
+            "train.checkpointer.period=1000000",
+            "dataloader.train.total_batch_size=2",
+            "dataloader.train.num_workers=0",
+            "dataloader.test.num_workers=0",
+            f"dataloader.test.dataset.names=ddq_fcn_val_{eval_only}",
+            "train.init_checkpoint=",
+        ],
+    )
+    if eval_only:
+        results = do_eval(cfg)
+        assert {"AP", "AP50"} <= set(results["bbox"])
+    else:
+        assert do_train(cfg).iter == 2
+        assert '"bbox/AP"' in (tmp_path / "metrics.json").read_text()
