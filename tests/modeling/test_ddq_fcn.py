@@ -43,8 +43,9 @@ def test_dense_head_decodes_distances_around_each_point():
         head.bbox_pred.bias.copy_(torch.log(torch.tensor([1.0, 2.0, 3.0, 4.0])))
         head.scales.fill_(1.0)
     features = [torch.randn(2, 16, 4, 6), torch.randn(2, 16, 2, 3)]
-    logits, boxes = head(features)
+    logits, boxes, tower = head(features)
     assert logits.shape == (2, 24 + 6, 3) and boxes.shape == (2, 30, 4)
+    assert tower.shape == (2, 30, 16)
     # first point of level 1 (stride 16): centre (8, 8), distances (1, 2, 3, 4) * 16
     torch.testing.assert_close(boxes[0, 24], torch.tensor([8 - 16, 8 - 32, 8 + 48, 8 + 64.0]))
     torch.testing.assert_close(torch.sigmoid(logits).mean(), torch.tensor(0.01), atol=5e-3, rtol=0)
@@ -95,7 +96,7 @@ def test_detections_are_distinct_nms_survivors_in_original_coordinates(monkeypat
         images, mask = normalized_images(
             _batch(), model.pixel_mean, model.pixel_std, model.backbone.size_divisibility
         )
-        logits, boxes, valid, sizes = model.dense_queries(images, mask)
+        logits, boxes, *_ = model.dense_queries(model.feature_maps(images), images, mask)
     first = outputs[0]["instances"]
     assert first.image_size == (48, 64)  # the original size, half the network input
     # the detected boxes are exactly torchvision's NMS survivors among the candidates

@@ -4,9 +4,11 @@ predictions become distinct queries through class-agnostic NMS before the one-to
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.structures import ImageList
 from torch import nn
 
 from detr_efficient import ops
@@ -18,7 +20,26 @@ from .dense_loss import DenseQueryLoss
 from .distinct import select_distinct
 from .fcn_head import DenseHead
 
-__all__ = ["DDQFCN"]
+__all__ = ["DDQFCN", "DenseAndDistinct", "image_scale"]
+
+
+@dataclass
+class DenseAndDistinct:
+    """One batch through DDQ-FCN's query stage: the ``images`` (``ImageList``), the feature
+    ``maps``; the dense queries' ``dense_logits`` ``[B, D, K]``, ``dense_boxes`` ``[B, D, 4]``
+    (normalised cxcywh), ``dense_valid`` ``[B, D]``; the distinct ones' ``distinct_logits``,
+    ``distinct_boxes``, head features ``distinct_content`` ``[B, Q, C]`` and
+    ``distinct_valid`` (False for padding past an image's NMS survivors)."""
+
+    images: ImageList
+    maps: list[torch.Tensor]
+    dense_logits: torch.Tensor
+    dense_boxes: torch.Tensor
+    dense_valid: torch.Tensor
+    distinct_logits: torch.Tensor
+    distinct_boxes: torch.Tensor
+    distinct_content: torch.Tensor
+    distinct_valid: torch.Tensor
 
 
 @META_ARCH_REGISTRY.register()
@@ -85,22 +106,23 @@ class DDQFCN(nn.Module):
     def device(self) -> torch.device:
         return self.pixel_mean.device
 
-    def dense_queries(self, images, mask):
-        """Dense predictions → (logits ``[B, S, K]``, boxes ``[B, S, 4]`` normalised cxcywh,
-        valid bool ``[B, S]``, tokens per level)."""
+    def dense_queries(self, maps, images, mask):
+        """Dense predictions over the ``maps`` → (logits ``[B, S, K]``, boxes ``[B, S, 4]``
+        normalised cxcywh, valid bool ``[B, S]``, head features ``[B, S, C]``, tokens per
+        level)."""
+        logits, xyxy, tower = self.head(maps)
+        shapes = [tuple(m.shape[-2:]) for m in maps]
+        valid = ~torch.cat([m.flatten(1) for m in level_masks(mask, shapes)], dim=1)
+        boxes = box_xyxy_to_cxcywh(xyxy) / image_scale(images, self.device)[:, None]
+        return logits, boxes, valid, tower, [h * w for h, w in shapes]
+
+    def feature_maps(self, images) -> list[torch.Tensor]:
+        """The backbone's ``in_features`` maps ``[B, C, H_l, W_l]``."""
         features = self.backbone(images.tensor)
         missing = [f for f in self.in_features if f not in features]
         if missing:
             raise ValueError(f"DDQFCN: the backbone gives {sorted(features)}, not {missing}")
-        maps = [features[f] for f in self.in_features]
-        logits, xyxy = self.head(maps)
-        shapes = [tuple(m.shape[-2:]) for m in maps]
-        valid = ~torch.cat([m.flatten(1) for m in level_masks(mask, shapes)], dim=1)
-        scale = torch.tensor(
-            [[w, h, w, h] for h, w in images.image_sizes], dtype=torch.float32, device=self.device
-        )
-        boxes = box_xyxy_to_cxcywh(xyxy) / scale[:, None]
-        return logits, boxes, valid, [h * w for h, w in shapes]
+        return [features[f] for f in self.in_features]
 
     def select_candidates(self, scores, valid, sizes) -> torch.Tensor:
         """Indices ``[B, D]`` of each level's ``candidates_per_level`` best valid points by
@@ -115,32 +137,50 @@ class DDQFCN(nn.Module):
             start += level_scores.shape[1]
         return torch.cat(chosen, dim=1)
 
-    def forward(self, batched_inputs: list[dict]):
+    def queries(self, batched_inputs: list[dict]) -> DenseAndDistinct:
+        """Images, feature maps, dense queries and the distinct ones among them."""
         images, mask = normalized_images(
             batched_inputs, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
         )
-        logits, boxes, valid, sizes = self.dense_queries(images, mask)
+        maps = self.feature_maps(images)
+        logits, boxes, valid, tower, sizes = self.dense_queries(maps, images, mask)
         scores = logits.detach().float().sigmoid().amax(-1)
         candidates = self.select_candidates(scores, valid, sizes)
-        dense_logits = ops.gather_tokens(logits, candidates, check_index=False)
-        dense_boxes = ops.gather_tokens(boxes, candidates, check_index=False)
-        dense_valid = candidates >= 0
+        dense = [ops.gather_tokens(x, candidates, check_index=False) for x in (logits, boxes)]
         dense_scores = ops.gather_tokens(scores[..., None], candidates, check_index=False)[..., 0]
+        dense_valid = candidates >= 0
         distinct = select_distinct(
-            dense_boxes, dense_scores, dense_valid, self.nms_iou, self.num_queries
+            dense[1], dense_scores, dense_valid, self.nms_iou, self.num_queries
         )
-        distinct_logits = ops.gather_tokens(dense_logits, distinct, check_index=False)
-        distinct_boxes = ops.gather_tokens(dense_boxes, distinct, check_index=False)
-        distinct_valid = distinct >= 0
-        if not self.training:
-            final = distinct_logits.masked_fill(~distinct_valid[..., None], float("-inf"))
-            return detections_in_original_size(
-                final, distinct_boxes, images, batched_inputs, self.num_detections
-            )
+        chosen = torch.gather(candidates, 1, distinct.clamp(min=0))
+        chosen = torch.where(distinct >= 0, chosen, distinct)
+        picked = [ops.gather_tokens(x, chosen, check_index=False) for x in (logits, boxes, tower)]
+        return DenseAndDistinct(images, maps, *dense, dense_valid, *picked, distinct >= 0)
 
+    def forward(self, batched_inputs: list[dict]):
+        q = self.queries(batched_inputs)
+        if not self.training:
+            final = q.distinct_logits.masked_fill(~q.distinct_valid[..., None], float("-inf"))
+            return detections_in_original_size(
+                final, q.distinct_boxes, q.images, batched_inputs, self.num_detections
+            )
         targets = normalized_targets(batched_inputs, self.num_classes, self.device, self)
-        losses = self.one_to_one_loss(distinct_logits, distinct_boxes, targets, distinct_valid)
+        return self.dense_losses(q, targets)
+
+    def dense_losses(self, q: DenseAndDistinct, targets, prefix: str = "loss_") -> dict:
+        """The one-to-one loss on the distinct queries (``<prefix>class``, ``<prefix>giou``)
+        and the one-to-many loss on the dense ones (``loss_aux_class``, ``loss_aux_giou``)."""
+        one_to_one = self.one_to_one_loss(
+            q.distinct_logits, q.distinct_boxes, targets, q.distinct_valid
+        )
+        losses = {name.replace("loss_", prefix): v for name, v in one_to_one.items()}
         if self.one_to_many_loss is not None:
-            aux = self.one_to_many_loss(dense_logits, dense_boxes, targets, dense_valid)
+            aux = self.one_to_many_loss(q.dense_logits, q.dense_boxes, targets, q.dense_valid)
             losses.update({name.replace("loss_", "loss_aux_"): v for name, v in aux.items()})
         return losses
+
+
+def image_scale(images, device) -> torch.Tensor:
+    """``[B, 4]`` (W, H, W, H) of each valid image: normalised boxes × it = pixels."""
+    sizes = [[w, h, w, h] for h, w in images.image_sizes]
+    return torch.tensor(sizes, dtype=torch.float32, device=device)

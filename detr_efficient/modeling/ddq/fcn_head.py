@@ -37,8 +37,8 @@ class DenseHead(nn.Module):
     regression), then a conv3×3 to ``num_classes`` logits (bias at ``prior_prob``) and to 4
     distances (left, top, right, bottom) = ``exp(scale_l * x) * stride_l`` with a learned
     scale per level. ``forward(features)``: ``L`` maps ``[B, C, H_l, W_l]`` → (logits
-    ``[B, S, K]``, boxes ``[B, S, 4]`` xyxy in input pixels), S = Σ H_l W_l, levels in order,
-    points row-major."""
+    ``[B, S, K]``, boxes ``[B, S, 4]`` xyxy in input pixels, the classification tower's
+    features ``[B, S, C]``), S = Σ H_l W_l, levels in order, points row-major."""
 
     def __init__(
         self,
@@ -62,17 +62,21 @@ class DenseHead(nn.Module):
                 nn.init.zeros_(module.bias)
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
 
-    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, features: list[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if len(features) != len(self.strides):
             raise ValueError(
                 f"DenseHead: got {len(features)} feature levels for strides {self.strides}"
             )
-        logits, boxes = [], []
+        logits, boxes, towers = [], [], []
         for level, (feature, stride) in enumerate(zip(features, self.strides, strict=True)):
-            batch, _, height, width = feature.shape
-            logits.append(self.cls_logits(self.cls_tower(feature)).flatten(2).transpose(1, 2))
+            height, width = feature.shape[-2:]
+            tower = self.cls_tower(feature)
+            towers.append(tower.flatten(2).transpose(1, 2))
+            logits.append(self.cls_logits(tower).flatten(2).transpose(1, 2))
             raw = self.bbox_pred(self.reg_tower(feature)).flatten(2).transpose(1, 2).float()
             distances = (self.scales[level] * raw).clamp(max=10.0).exp() * stride
             points = level_points(height, width, stride, feature.device)[None]
             boxes.append(torch.cat([points - distances[..., :2], points + distances[..., 2:]], -1))
-        return torch.cat(logits, dim=1), torch.cat(boxes, dim=1)
+        return torch.cat(logits, dim=1), torch.cat(boxes, dim=1), torch.cat(towers, dim=1)
