@@ -2,7 +2,7 @@
 and one folder of deltas per method, registered in Detectron2's ``META_ARCH_REGISTRY``."""
 
 from .backbone import ChannelMapper, build_resnet, build_slim_resnet
-from .ddq import DDQDETR, DDQFCN
+from .ddq import DDQDETR, DDQFCN, DDQRCNN
 from .decoder import DeformableTransformerDecoder
 from .deformable_detr import DeformableDETR
 from .denoising import ContrastiveDenoising
@@ -16,6 +16,7 @@ from .sparse_detr import SparseDETR
 __all__ = [
     "DDQDETR",
     "DDQFCN",
+    "DDQRCNN",
     "DETRDistill",
     "DINO",
     "ChannelMapper",

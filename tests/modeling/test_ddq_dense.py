@@ -1,6 +1,7 @@
-"""DDQ-FCN: point grid and box decoding by hand, the per-level candidates and the distinct
-queries against plain PyTorch / torchvision, losses and gradients, detections, the config
-through train_net."""
+"""DDQ-FCN and DDQ R-CNN: point grid and box decoding by hand, the per-level candidates and
+the distinct queries against plain PyTorch / torchvision, R-CNN box deltas against
+Detectron2, the dynamic interaction against einsum, losses and gradients, detections, the
+configs through train_net."""
 
 import sys
 from pathlib import Path
@@ -8,12 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 from detectron2.config import LazyConfig, instantiate
+from detectron2.modeling.box_regression import Box2BoxTransform
 from torchvision.ops import nms
 
 from detr_efficient.data import register_shapes
 from detr_efficient.engine import do_eval, do_train
 from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy
-from detr_efficient.modeling.ddq import DenseHead, level_points
+from detr_efficient.modeling.ddq import (
+    DenseHead,
+    DynamicInteraction,
+    apply_box_deltas,
+    level_points,
+)
 from detr_efficient.modeling.detector import normalized_images
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -21,6 +28,7 @@ from test_detectors import _batch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SHAPES = "configs/ddq/models/ddq_fcn_shapes.py"
+RCNN = "configs/ddq/models/ddq_rcnn_shapes.py"
 
 
 def _model(**overrides):
@@ -125,10 +133,80 @@ def test_bad_settings_are_clear_errors():
         _model(num_queries=0)
 
 
+def test_box_deltas_match_detectron2():
+    g = torch.Generator().manual_seed(0)
+    boxes = torch.tensor([[10.0, 20.0, 50.0, 40.0], [0.0, 0.0, 8.0, 64.0]])
+    deltas = torch.randn(2, 4, generator=g)
+    deltas[1, 2] = 20.0  # past the clamp
+    reference = Box2BoxTransform(weights=(2.0, 2.0, 1.0, 1.0)).apply_deltas(deltas, boxes)
+    torch.testing.assert_close(apply_box_deltas(deltas, boxes), reference)
+
+
+def test_dynamic_interaction_against_einsum():
+    torch.manual_seed(0)
+    module = DynamicInteraction(embed_dim=8, dynamic_dim=3, bins=4).eval()
+    queries, rois = torch.randn(5, 8), torch.randn(5, 4, 8)
+    params = module.dynamic_layer(queries)
+    first, second = params[:, :24].reshape(5, 8, 3), params[:, 24:].reshape(5, 3, 8)
+    x = torch.relu(module.norm1(torch.einsum("npc,ncd->npd", rois, first)))
+    x = torch.relu(module.norm2(torch.einsum("npd,ndc->npc", x, second)))
+    expected = torch.relu(module.norm3(module.out_layer(x.reshape(5, 32))))
+    torch.testing.assert_close(module(queries, rois), expected)
+
+
+def test_rcnn_losses_gradients_and_nested_distinct_sets():
+    model = _rcnn().train()
+    losses = model(_batch())
+    assert set(losses) == {
+        "loss_fcn_class",
+        "loss_fcn_giou",
+        "loss_aux_class",
+        "loss_aux_giou",
+        *(f"loss_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0")),
+    }
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert not [n for n, p in model.named_parameters() if p.grad is None]
+    with torch.no_grad():
+        q = model.queries(_batch())
+        stages = model.refine(q)
+    assert len(stages) == 2
+    previous = q.distinct_valid
+    for logits, boxes, distinct in stages:
+        assert logits.shape == (2, model.num_queries, 5) and boxes.shape[-1] == 4
+        assert not (distinct & ~previous).any()  # NMS only ever removes queries
+        previous = distinct
+
+
+def test_rcnn_outputs_only_the_last_stages_distinct_queries(monkeypatch):
+    model = _rcnn(num_detections=10000).eval()
+    refine = model.refine
+    captured = {}
+
+    def spy(q):
+        captured["stages"] = refine(q)
+        return captured["stages"]
+
+    monkeypatch.setattr(model, "refine", spy)
+    with torch.no_grad():
+        outputs = model(_batch())
+    _, _, distinct = captured["stages"][-1]
+    for output, count in zip(outputs, distinct.sum(1).tolist(), strict=True):
+        assert len(output["instances"]) <= count * model.num_classes
+
+
+def _rcnn(**overrides):
+    cfg = LazyConfig.load(str(REPO / RCNN))
+    cfg = LazyConfig.apply_overrides(cfg, [f"model.{k}={v}" for k, v in overrides.items()])
+    torch.manual_seed(0)
+    return instantiate(cfg.model)
+
+
 @pytest.mark.parametrize("eval_only", [False, True])
-def test_the_shapes_config_trains_and_evaluates_through_train_net(tmp_path, eval_only):
-    register_shapes(f"ddq_fcn_val_{eval_only}", tmp_path / "data", "val", num_images=2, seed=4)
-    cfg = LazyConfig.load(str(REPO / "configs/ddq/ddq_fcn_shapes_cpu.py"))
+@pytest.mark.parametrize("config", ["ddq_fcn_shapes_cpu", "ddq_rcnn_shapes_cpu"])
+def test_the_shapes_configs_train_and_evaluate_through_train_net(tmp_path, config, eval_only):
+    register_shapes(f"{config}_val_{eval_only}", tmp_path / "data", "val", num_images=2, seed=4)
+    cfg = LazyConfig.load(str(REPO / f"configs/ddq/{config}.py"))
     cfg = LazyConfig.apply_overrides(
         cfg,
         [
@@ -139,7 +217,7 @@ def test_the_shapes_config_trains_and_evaluates_through_train_net(tmp_path, eval
             "dataloader.train.total_batch_size=2",
             "dataloader.train.num_workers=0",
             "dataloader.test.num_workers=0",
-            f"dataloader.test.dataset.names=ddq_fcn_val_{eval_only}",
+            f"dataloader.test.dataset.names={config}_val_{eval_only}",
             "train.init_checkpoint=",
         ],
     )
