@@ -23,6 +23,8 @@ CONFIGS = {
     "sparse_detr": "configs/sparse_detr/models/sparse_detr_shapes.py",
     "lite_dino": "configs/lite_detr/models/lite_dino_shapes.py",
     "ddq_detr": "configs/ddq/models/ddq_detr_shapes.py",
+    "ddq_fcn": "configs/ddq/models/ddq_fcn_shapes.py",
+    "ddq_rcnn": "configs/ddq/models/ddq_rcnn_shapes.py",
 }
 TINY = [
     "model.embed_dim=64",
@@ -59,6 +61,16 @@ TINY_INTERLEAVED_ENCODER = [
     "model.encoder.full_layer.ffn_dim=128",
     "model.encoder.full_layer.low_ffn_dim=64",
 ]
+TINY_FCN = [
+    "model.num_queries=30",
+    "model.candidates_per_level=50",
+    "model.backbone.bottom_up.widths=[16,32,64,128]",
+    "model.backbone.out_channels=64",
+    "model.backbone.top_block.in_channels=64",
+    "model.backbone.top_block.out_channels=64",
+    "model.head.in_channels=64",
+    "model.head.groups=8",
+]
 TINY_OVERRIDES = {
     "dino": TINY + TINY_ENCODER,
     "deformable_detr": TINY + TINY_ENCODER,
@@ -66,6 +78,8 @@ TINY_OVERRIDES = {
     "sparse_detr": TINY + TINY_SELECTIVE_ENCODER,
     "lite_dino": TINY + TINY_INTERLEAVED_ENCODER,
     "ddq_detr": TINY + TINY_ENCODER,
+    "ddq_fcn": TINY_FCN,
+    "ddq_rcnn": TINY_FCN + ["model.stage_ffn_dim=128"],
 }
 
 
