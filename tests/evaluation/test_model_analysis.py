@@ -229,3 +229,17 @@ def test_focus_detr_traces_when_fewer_tokens_are_kept_than_dual_attention_takes(
     model = instantiate(LazyConfig.load(str(path)).model).eval()
     report = analyze_flops(model, (dummy_inputs(1, (64, 64)),))  # 43 kept < top_k 50
     assert report.by_module["encoder"] > 0
+
+
+@pytest.mark.parametrize("name", ["ddq_fcn", "ddq_rcnn"])
+def test_the_dense_ddq_detectors_trace_for_flops(name):
+    from pathlib import Path
+
+    from detectron2.config import LazyConfig, instantiate
+
+    repo = Path(__file__).resolve().parents[2]
+    torch.manual_seed(0)
+    path = repo / f"configs/ddq/models/{name}_shapes.py"
+    model = instantiate(LazyConfig.load(str(path)).model).eval()
+    report = analyze_flops(model, (dummy_inputs(1, (128, 96)),))
+    assert report.by_module["backbone"] > 0 and report.by_module["head"] > 0

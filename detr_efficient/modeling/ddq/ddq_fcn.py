@@ -131,10 +131,10 @@ class DDQFCN(nn.Module):
         for level_scores, level_valid in zip(
             scores.split(sizes, dim=1), valid.split(sizes, dim=1), strict=True
         ):
-            width = min(self.candidates_per_level, level_scores.shape[1])
+            width = min(self.candidates_per_level, int(level_scores.shape[1]))
             index = ops.select_topk(level_scores, width, valid=level_valid, max_k=width)
             chosen.append(torch.where(index >= 0, index + start, index))
-            start += level_scores.shape[1]
+            start += int(level_scores.shape[1])
         return torch.cat(chosen, dim=1)
 
     def queries(self, batched_inputs: list[dict]) -> DenseAndDistinct:
