@@ -296,6 +296,8 @@ def test_unsupported_pairs_are_clear_errors():
         DETRDistill(student=student, teacher=_model("dino", **{"model.decoder.num_layers": 2}))
     with pytest.raises(ValueError, match="class counts differ"):
         DETRDistill(student=student, teacher=_model("dino", **{"model.num_classes": 7}))
+    with pytest.raises(TypeError, match="model.feature_distill=null"):
+        DETRDistill(student=student, teacher=teacher, feature_distill="None")
 
 
 def test_a_shallower_student_learns_from_the_teachers_last_layers(tmp_path):

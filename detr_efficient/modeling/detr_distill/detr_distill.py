@@ -75,6 +75,15 @@ class DETRDistill(nn.Module):
                     f"DETRDistill: the {role} {type(model).__name__} does not expose its decoder "
                     "to distillation (supports_tap is False)"
                 )
+        for name, part, kind in (
+            ("logits_distill", logits_distill, LogitsDistillation),
+            ("feature_distill", feature_distill, FeatureDistillation),
+        ):
+            if part is not None and not isinstance(part, kind):
+                raise TypeError(
+                    f"DETRDistill: '{name}' must be a {kind.__name__} or None, got {part!r} "
+                    f"(to switch it off from the command line, write model.{name}=null)"
+                )
         if student.num_classes != teacher.num_classes:
             raise ValueError(
                 f"DETRDistill: student and teacher class counts differ "
