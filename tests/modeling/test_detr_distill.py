@@ -14,7 +14,7 @@ from detectron2.config import LazyConfig, instantiate
 from torchvision.ops import box_iou, generalized_box_iou
 
 from detr_efficient.data import register_shapes
-from detr_efficient.engine import do_train
+from detr_efficient.engine import do_train, param_groups
 from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy
 from detr_efficient.modeling.conversion import ConversionError, convert
 from detr_efficient.modeling.detr_distill import (
@@ -340,3 +340,18 @@ def test_the_student_converts_out_of_a_distillation_checkpoint(tmp_path):
         assert torch.equal(student[key], value)
     with pytest.raises(ConversionError, match="teacher_ready"):
         convert(model.student.state_dict(), "detr-distill-student")
+
+
+def test_the_coco_recipe_gives_the_students_backbone_a_tenth_of_the_lr(tmp_path):
+    cfg = LazyConfig.load(
+        str(REPO / "configs/detr_distill/deformable_detr_r101_to_r50_two_stage_50ep.py")
+    )
+    model, _ = _distill_model(tmp_path)
+    groups = param_groups(model, 1.0, 0.0, lr_factors=cfg.optimizer.params.lr_factors)
+    lr_of = {id(p): g["lr"] for g in groups for p in g["params"]}
+    named = dict(model.named_parameters())
+    assert lr_of[id(named["student.backbone.stem.conv1.weight"])] == pytest.approx(0.1)
+    offsets = "student.decoder.layers.0.cross_attn.sampling_offsets.weight"
+    assert lr_of[id(named[offsets])] == pytest.approx(0.1)
+    assert lr_of[id(named["student.class_head.weight"])] == pytest.approx(1.0)
+    assert not any(id(p) in lr_of for p in model.teacher.parameters())
