@@ -61,8 +61,10 @@ def compare(args: argparse.Namespace) -> list[dict]:
             report = ma.analyze_flops(model, (inputs,))
             row["gflops"] = report.total / 1e9
             row["encoder_gflops"] = report.by_module.get("encoder", 0) / 1e9
-        with torch.no_grad():
-            row["tokens_updated"] = ma.encoder_token_counts(model, inputs)["kept_fraction"]
+        row["tokens_updated"] = None  # detectors without a transformer encoder (DDQ-FCN)
+        if hasattr(model, "encode_sparse") or hasattr(model, "token_map"):
+            with torch.no_grad():
+                row["tokens_updated"] = ma.encoder_token_counts(model, inputs)["kept_fraction"]
         models.append(model)
         rows.append(row)
     for model in models:
@@ -79,7 +81,10 @@ def compare(args: argparse.Namespace) -> list[dict]:
         row["fps_ratio"] = row["fps"] / base["fps"]
         if "gflops" in row:
             row["gflops_ratio"] = row["gflops"] / base["gflops"]
-            row["encoder_gflops_ratio"] = row["encoder_gflops"] / base["encoder_gflops"]
+            base_encoder = base["encoder_gflops"]
+            row["encoder_gflops_ratio"] = (
+                row["encoder_gflops"] / base_encoder if base_encoder else None
+            )
     return rows
 
 
@@ -98,7 +103,9 @@ def format_table(rows: list[dict]) -> str:
     columns = [c for c in columns if c[0] in rows[0]]
     cells = [[title for _, title, _ in columns]]
     for row in rows:
-        cells.append([fmt.format(row[key]) for key, _, fmt in columns])
+        cells.append(
+            [fmt.format(row[key]) if row[key] is not None else "—" for key, _, fmt in columns]
+        )
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
     lines.insert(1, "-" * len(lines[0]))

@@ -21,3 +21,14 @@ def test_rows_ratios_and_json(tmp_path, capsys):
     assert dino["tokens_updated"] == 1.0 and focus["tokens_updated"] < 0.5
     assert focus["encoder_gflops"] < dino["encoder_gflops"]
     assert "focus_detr_shapes_cpu.py" in capsys.readouterr().out
+
+
+def test_a_detector_without_an_encoder_gets_dashes(tmp_path, capsys):
+    tool = load_tool("compare_detectors")
+    fcn = str(REPO / "configs/ddq/ddq_fcn_shapes_cpu.py")
+    argv = ["--configs", DINO, fcn, "--size", "96", "128", "--rounds", "1", "--iters", "1"]
+    assert tool.main([*argv, "--warmup", "0", "--json", str(tmp_path / "cmp.json")]) == 0
+    dino, dense = json.loads((tmp_path / "cmp.json").read_text())["rows"]
+    assert dense["tokens_updated"] is None and dense["encoder_gflops"] == 0
+    assert dense["encoder_gflops_ratio"] == 0 and dense["gflops"] > 0
+    assert "—" in capsys.readouterr().out
