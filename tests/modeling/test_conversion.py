@@ -298,7 +298,8 @@ def case(request, source):
 
 
 def test_every_source_is_tested():
-    assert set(SOURCES) == {*CASES, "torchvision-resnet"}
+    # detr-distill-student: tests/modeling/test_detr_distill.py
+    assert set(SOURCES) == {*CASES, "torchvision-resnet", "detr-distill-student"}
 
 
 @pytest.mark.parametrize("source", sorted(CASES))
