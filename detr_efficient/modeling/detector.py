@@ -155,10 +155,12 @@ class DeformableDetectorBase(nn.Module):
         pred_boxes: torch.Tensor,
         images: ImageList,
         batched_inputs: list[dict],
+        query_mask: torch.Tensor | None = None,
     ) -> list[dict]:
-        """Eval-mode output: ``[{"instances": Instances}]`` in original image coordinates."""
+        """Eval-mode output: ``[{"instances": Instances}]`` in original image coordinates
+        (only the queries ``query_mask`` marks, when given)."""
         return detections_in_original_size(
-            pred_logits, pred_boxes, images, batched_inputs, self.num_detections
+            pred_logits, pred_boxes, images, batched_inputs, self.num_detections, query_mask
         )
 
 
@@ -208,10 +210,14 @@ def detections_in_original_size(
     images: ImageList,
     batched_inputs: list[dict],
     num_detections: int,
+    query_mask: torch.Tensor | None = None,
 ) -> list[dict]:
     """``[{"instances": Instances}]`` with the best ``num_detections`` (query, class) pairs
     of ``pred_logits`` ``[B, Q, K]`` / ``pred_boxes`` ``[B, Q, 4]`` (cxcywh relative to each
-    valid image), in original image coordinates."""
+    valid image), in original image coordinates. Queries outside ``query_mask`` bool
+    ``[B, Q]`` (DDQ's suppressed duplicates and padding), when given, are never output."""
+    if query_mask is not None:
+        pred_logits = pred_logits.masked_fill(~query_mask[..., None], float("-inf"))
     output_sizes = [
         (x.get("height", h), x.get("width", w))
         for x, (h, w) in zip(batched_inputs, images.image_sizes, strict=True)

@@ -182,8 +182,9 @@ class DDQDETR(DINO):
             head(h[:, : dn_size + width]) for head, h in zip(class_heads, hidden, strict=True)
         ]
         if not self.training:
-            final = logits[-1].masked_fill(~distinct_per_layer[-1][..., None], float("-inf"))
-            return self.detections(final, boxes[-1], images, batched_inputs)
+            return self.detections(
+                logits[-1], boxes[-1], images, batched_inputs, distinct_per_layer[-1]
+            )
 
         enc_outputs = {
             "pred_logits": enc_logits,

@@ -160,9 +160,13 @@ class DDQFCN(nn.Module):
     def forward(self, batched_inputs: list[dict]):
         q = self.queries(batched_inputs)
         if not self.training:
-            final = q.distinct_logits.masked_fill(~q.distinct_valid[..., None], float("-inf"))
             return detections_in_original_size(
-                final, q.distinct_boxes, q.images, batched_inputs, self.num_detections
+                q.distinct_logits,
+                q.distinct_boxes,
+                q.images,
+                batched_inputs,
+                self.num_detections,
+                q.distinct_valid,
             )
         targets = normalized_targets(batched_inputs, self.num_classes, self.device, self)
         return self.dense_losses(q, targets)

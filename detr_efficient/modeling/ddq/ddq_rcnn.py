@@ -104,9 +104,8 @@ class DDQRCNN(DDQFCN):
         stages = self.refine(q)
         if not self.training:
             logits, boxes, distinct = stages[-1]
-            final = logits.masked_fill(~distinct[..., None], float("-inf"))
             return detections_in_original_size(
-                final, boxes, q.images, batched_inputs, self.num_detections
+                logits, boxes, q.images, batched_inputs, self.num_detections, distinct
             )
         targets = normalized_targets(batched_inputs, self.num_classes, self.device, self)
         losses = self.dense_losses(q, targets, prefix="loss_fcn_")
