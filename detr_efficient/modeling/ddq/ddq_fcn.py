@@ -146,16 +146,19 @@ class DDQFCN(nn.Module):
         logits, boxes, valid, tower, sizes = self.dense_queries(maps, images, mask)
         scores = logits.detach().float().sigmoid().amax(-1)
         candidates = self.select_candidates(scores, valid, sizes)
-        dense = [ops.gather_tokens(x, candidates, check_index=False) for x in (logits, boxes)]
-        dense_scores = ops.gather_tokens(scores[..., None], candidates, check_index=False)[..., 0]
+        dense_logits, dense_boxes, dense_scores = ops.gather_tokens_many(
+            [logits, boxes, scores[..., None]], candidates, check_index=False
+        )
         dense_valid = candidates >= 0
         distinct = select_distinct(
-            dense[1], dense_scores, dense_valid, self.nms_iou, self.num_queries
+            dense_boxes, dense_scores[..., 0], dense_valid, self.nms_iou, self.num_queries
         )
         chosen = torch.gather(candidates, 1, distinct.clamp(min=0))
         chosen = torch.where(distinct >= 0, chosen, distinct)
-        picked = [ops.gather_tokens(x, chosen, check_index=False) for x in (logits, boxes, tower)]
-        return DenseAndDistinct(images, maps, *dense, dense_valid, *picked, distinct >= 0)
+        picked = ops.gather_tokens_many([logits, boxes, tower], chosen, check_index=False)
+        return DenseAndDistinct(
+            images, maps, dense_logits, dense_boxes, dense_valid, *picked, distinct >= 0
+        )
 
     def forward(self, batched_inputs: list[dict]):
         q = self.queries(batched_inputs)
