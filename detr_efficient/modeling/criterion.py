@@ -140,7 +140,8 @@ class SetCriterion(nn.Module):
                 f"and a class count in {classes}"
             )
 
-    def _weighted(self, losses: dict[str, torch.Tensor], suffix: str) -> dict[str, torch.Tensor]:
+    def weighted(self, losses: dict[str, torch.Tensor], suffix: str) -> dict[str, torch.Tensor]:
+        """``stage_losses``' output weighted by ``weight_dict``, names suffixed."""
         return {f"{name}{suffix}": self.weight_dict[name] * value for name, value in losses.items()}
 
     def _matched_losses(
@@ -153,7 +154,7 @@ class SetCriterion(nn.Module):
         else:
             indices = self.matcher(logits, boxes, targets, query_mask=mask)
         losses = self.stage_losses(logits, boxes, targets, indices, num_boxes, mask)
-        return self._weighted(losses, suffix)
+        return self.weighted(losses, suffix)
 
     def forward(self, outputs: dict, targets: list[dict]) -> dict[str, torch.Tensor]:
         """``outputs``: ``pred_logits`` ``[B, Q, K]``, ``pred_boxes`` ``[B, Q, 4]`` (normalised
@@ -212,5 +213,5 @@ class SetCriterion(nn.Module):
             stage_losses = self.stage_losses(
                 logits, boxes, targets, indices, num_boxes * meta["num_groups"]
             )
-            losses.update(self._weighted(stage_losses, suffix))
+            losses.update(self.weighted(stage_losses, suffix))
         return losses

@@ -183,6 +183,6 @@ class DETRDistill(nn.Module):
                 )
             stage = criterion.stage_losses(logits, boxes, targets, indices, num_boxes)
             suffix = "_qpad" if i == self.student_layers - 1 else f"_qpad_{i}"
-            for name, value in stage.items():
-                losses[f"{name}{suffix}"] = self.query_weight * criterion.weight_dict[name] * value
+            for name, value in criterion.weighted(stage, suffix).items():
+                losses[name] = self.query_weight * value
         return losses
