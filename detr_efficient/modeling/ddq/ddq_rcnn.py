@@ -91,7 +91,7 @@ class DDQRCNN(DDQFCN):
             distinct = suppress_duplicates(
                 box_xyxy_to_cxcywh(boxes), scores, distinct, self.nms_iou
             )
-            rois = self.pooler(maps, [Boxes(b) for b in boxes.detach()])
+            rois = self.pooler(maps, [Boxes(b) for b in boxes])  # boxes are detached
             mask = distinct_attn_mask(distinct)
             mask = mask.repeat_interleave(stage.self_attn.num_heads, dim=0)
             content, logits, boxes = stage(content, rois, boxes, mask)

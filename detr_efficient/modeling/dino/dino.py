@@ -121,17 +121,17 @@ class DINO(DeformableDetectorBase):
         group = self.tap.group if self.tap is not None else None
 
         dn = self.denoising(targets) if self.training and self.denoising is not None else None
-        parts, attn_mask, dn_size = [queries], None, 0
+        parts, attn_mask, dn_size, group_size = [queries], None, 0, 0
         if group is not None:
             group.check(batch, self.embed_dim, type(self).__name__)
             parts.insert(0, group)
+            group_size = group.content.shape[1]
         if dn is not None:
             dn_size = dn.content.shape[1]
             parts.insert(0, QueryGroup(dn.content, dn.boxes.sigmoid()))
             attn_mask = denoising_attn_mask(
                 dn.meta["num_groups"], dn.meta["group_size"], width, self.device
             )
-        group_size = 0 if group is None else group.content.shape[1]
         if group is not None:
             total = dn_size + group_size + width
             attn_mask = isolated_group_mask(attn_mask, dn_size, group_size, total, self.device)
