@@ -9,9 +9,10 @@ Sources: dino-official (IDEA-Research/DINO), detrex-dino, deformable-detr-offici
 (fundamentalvision/Deformable-DETR, two-stage + box refinement), detrex-deformable-detr,
 focus-detr (detrex projects/focus_detr → FocusDETR, e.g.
 configs/focus_detr/models/focus_detr_r50.py; per-layer heads, as detrex-dino's, need
-model.share_heads=False), lite-detr (IDEA-Research/Lite-DETR), detr-distill-student (the
-student of a DETRDistill checkpoint, for the student's own config), torchvision-resnet
-(ImageNet weights → ``backbone.*`` for ``train.init_checkpoint``).
+model.share_heads=False), lite-detr (IDEA-Research/Lite-DETR), ddq-detr-mmdet (mmdetection 3.x
+DDQ-DETR → DDQDETR with model.share_heads=False), detr-distill-student (the student of a
+DETRDistill checkpoint, for the student's own config), torchvision-resnet (ImageNet weights →
+``backbone.*`` for ``train.init_checkpoint``).
 Detectron2 ``.pkl`` ImageNet weights need no conversion: point ``train.init_checkpoint`` at
 them directly.
 
@@ -63,9 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--model-key",
-        default="model",
-        help="entry of the input holding the state dict (default 'model'; e.g. 'ema_model'); "
-        "a bare state dict is used as is",
+        help="entry of the input holding the state dict (e.g. 'ema_model'; default: 'model', "
+        "else mmdetection's 'state_dict'); a bare state dict is used as is",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
     args = parser.parse_args(argv)
@@ -94,18 +94,27 @@ def load_checkpoint(path: Path, trust: bool) -> object:
         ) from None
 
 
-def extract_state_dict(checkpoint: object, key: str) -> Mapping[str, torch.Tensor]:
-    """``checkpoint[key]`` if present, else the checkpoint itself when it is a state dict."""
-    if isinstance(checkpoint, Mapping):
-        if isinstance(checkpoint.get(key), Mapping):
-            return checkpoint[key]
-        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-            return checkpoint
-        raise ToolError(
-            f"--input has no state dict under {key!r} and is not one itself; its top-level "
-            f"keys: {sorted(map(str, checkpoint))[:20]} (choose one with --model-key)"
-        )
-    raise ToolError(f"--input holds a {type(checkpoint).__name__}, not a dict of tensors")
+# Where checkpoints keep their state dict: ours, Detectron2's and the official DETRs' under
+# "model"; mmdetection / mmengine's under "state_dict" (next to "meta").
+STATE_DICT_KEYS = ("model", "state_dict")
+
+
+def extract_state_dict(checkpoint: object, key: str | None) -> Mapping[str, torch.Tensor]:
+    """``checkpoint[key]`` (by default the first of ``STATE_DICT_KEYS`` present), else the
+    checkpoint itself when it is a state dict."""
+    if not isinstance(checkpoint, Mapping):
+        raise ToolError(f"--input holds a {type(checkpoint).__name__}, not a dict of tensors")
+    keys = (key,) if key else STATE_DICT_KEYS
+    for name in keys:
+        if isinstance(checkpoint.get(name), Mapping):
+            return checkpoint[name]
+    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return checkpoint
+    raise ToolError(
+        f"--input has no state dict under {' or '.join(map(repr, keys))} and is not one "
+        f"itself; its top-level keys: {sorted(map(str, checkpoint))[:20]} (choose one with "
+        "--model-key)"
+    )
 
 
 def build_model(config_file: str, opts: list[str]) -> torch.nn.Module:

@@ -1,11 +1,14 @@
 """Checkpoint conversion: state dicts laid out like the official DINO / Deformable DETR,
-detrex and torchvision checkpoints (synthesised here from our models' tensors with the key
-names and shapes of the official code) convert to exactly our keys, shapes and values, and
-load strictly; unexpected, missing, mis-shaped and inconsistent entries raise errors naming
-them; Detectron2 loads c2-named ImageNet ``.pkl`` files on its own."""
+detrex, mmdetection (DDQ-DETR) and torchvision checkpoints (synthesised here from our models'
+tensors with the key names and shapes of the official code) convert to exactly our keys,
+shapes and values, and load strictly; unexpected, missing, mis-shaped and inconsistent
+entries raise errors naming them; Detectron2 loads c2-named ImageNet ``.pkl`` files on its
+own."""
 
+import importlib.util
 import pickle
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,6 +81,27 @@ def focus():
     """The small Focus-DETR (2 encoder, 3 decoder layers, width 128)."""
     model = instantiate(LazyConfig.load("configs/focus_detr/models/focus_detr_shapes.py").model)
     return model, randomised(model)
+
+
+@pytest.fixture(scope="module")
+def ddq():
+    """DDQ-DETR R50 with one head per decoder layer, as mmdet trains it; mmdet's neck convs
+    have no bias, so ours are zero."""
+    model = instantiate(ddq_config("configs/ddq/models/ddq_detr_r50.py").model)
+    return model, zero_neck_biases(randomised(model))
+
+
+def ddq_config(path: str, *overrides: str):
+    return LazyConfig.apply_overrides(
+        LazyConfig.load(path), ["model.share_heads=False", *overrides]
+    )
+
+
+def zero_neck_biases(ours: dict) -> dict:
+    return {
+        k: torch.zeros_like(v) if re.fullmatch(r"neck\.\w+\.\d+\.0\.bias", k) else v
+        for k, v in ours.items()
+    }
 
 
 # --- official layouts, written from the official code ---------------------------------------
@@ -278,6 +302,65 @@ def focus_detr(ours: dict) -> dict:
     return out
 
 
+MMDET_ENC = {"self_attn.": "self_attn.", "norm.": "norms.0.", "ffn.norm.": "norms.1."}
+MMDET_ENC |= {"ffn.linear1.": "ffn.layers.0.0.", "ffn.linear2.": "ffn.layers.1."}
+MMDET_DEC = {"self_attn.": "self_attn.attn.", "norm_self.": "norms.0.", "ffn.norm.": "norms.2."}
+MMDET_DEC |= {"cross_attn.": "cross_attn.", "norm_cross.": "norms.1."}
+MMDET_DEC |= {"ffn.linear1.": "ffn.layers.0.0.", "ffn.linear2.": "ffn.layers.1."}
+
+
+def mmdet_rest(layers: int) -> dict[str, str]:
+    """Our names → mmdet's ``DDQDETR`` / ``DDQDETRHead`` for all but the backbone, neck and
+    transformer layers: ``n + 2`` class / box branches (decoder layers, encoder, dense
+    encoder) and ``n`` aux ones for the dense queries in the decoder."""
+    head = "bbox_head."
+    table = {"class_heads.": head + "cls_branches.", "box_heads.": head + "reg_branches."}
+    table |= {"enc_class_head.": f"{head}cls_branches.{layers}."}
+    table |= {"enc_box_head.": f"{head}reg_branches.{layers}."}
+    table |= {"dense_enc_class_head.": f"{head}cls_branches.{layers + 1}."}
+    table |= {"dense_enc_box_head.": f"{head}reg_branches.{layers + 1}."}
+    table |= {"dense_class_heads.": head + "aux_cls_branches."}
+    table |= {"dense_box_heads.": head + "aux_reg_branches."}
+    table |= {"proposals.output.": "memory_trans_fc.", "proposals.norm.": "memory_trans_norm."}
+    table |= {"denoising.label_embed.": "dn_query_generator.label_embedding."}
+    return table | {
+        "level_embed": "level_embed",
+        "query_map.": "query_map.",
+        "decoder.": "decoder.",
+    }
+
+
+def mmdet_ddq(ours: dict) -> dict:
+    """mmdetection 3.x DDQ-DETR: mmdet ``ResNet`` (torchvision names, BatchNorm step
+    counters), ``ChannelMapper`` of ``ConvModule`` (``conv`` without bias, ``gn``), mmcv
+    layers, the heads of :func:`mmdet_rest` (box branches ``Sequential`` 0/2/4), and the aux
+    box branches registered again on the decoder during training."""
+    layers = len({k.split(".")[2] for k in ours if k.startswith("decoder.layers.")})
+    rest, out = mmdet_rest(layers), {}
+    for k, v in ours.items():
+        m = re.fullmatch(r"(encoder|decoder)\.layers\.(\d+)\.(.*)", k)
+        n = re.fullmatch(r"neck\.(convs|extra_convs)\.(\d+)\.([01])\.(.*)", k)
+        if k.startswith("backbone."):
+            name = "backbone." + torchvision_name(k)
+            if name.endswith("running_mean"):
+                out[name.replace("running_mean", "num_batches_tracked")] = torch.tensor(12)
+        elif n and n[3] == "0" and n[4] == "bias":
+            continue  # ConvModule(bias="auto") before a norm: no bias
+        elif n:
+            name = f"neck.{n[1]}.{n[2]}.{'conv' if n[3] == '0' else 'gn'}.{n[4]}"
+        elif m:
+            table = MMDET_ENC if m[1] == "encoder" else MMDET_DEC
+            name = f"{m[1]}.layers.{m[2]}.{rename_layer(m[3], table)}"
+        else:
+            name = rename_layer(k, rest)
+        if "reg_branches." in name:  # MLP layers 0/1/2 → Sequential 0/2/4
+            name = re.sub(r"\.layers\.(\d)\.", lambda g: f".{2 * int(g[1])}.", name)
+        out[name] = v
+        if name.startswith("bbox_head.aux_reg_branches."):
+            out["decoder." + name[len("bbox_head.") :]] = v
+    return out
+
+
 CASES = {
     "dino-official": ("dino", official_dino),
     "detrex-dino": ("dino", detrex_dino),
@@ -285,6 +368,7 @@ CASES = {
     "detrex-deformable-detr": ("deformable", detrex_deformable),
     "focus-detr": ("focus", focus_detr),
     "lite-detr": ("lite", official_dino),  # the official DINO layout with Lite's extra keys
+    "ddq-detr-mmdet": ("ddq", mmdet_ddq),
 }
 
 
@@ -641,3 +725,110 @@ def test_lite_detr_checkpoint_is_not_an_official_dino(lite):
     _, ours = lite
     with pytest.raises(ConversionError, match="linear12"):
         convert(official_dino(ours), "dino-official")
+
+
+# --- DDQ-DETR (mmdetection) -----------------------------------------------------------------
+
+
+def test_ddq_mmdet_report(ddq):
+    model, ours = ddq
+    theirs = mmdet_ddq(ours)
+    assert not any(k.endswith("conv.bias") for k in theirs if k.startswith("neck."))
+    report = convert_with_report(theirs, "ddq-detr-mmdet", reference=model)
+    mapped = report.mapped
+    assert mapped["bbox_head.cls_branches.6.weight"] == "enc_class_head.weight"
+    assert mapped["bbox_head.reg_branches.7.4.bias"] == "dense_enc_box_head.layers.2.bias"
+    assert mapped["bbox_head.reg_branches.3.2.weight"] == "box_heads.3.layers.1.weight"
+    assert mapped["bbox_head.aux_cls_branches.5.bias"] == "dense_class_heads.5.bias"
+    assert mapped["bbox_head.aux_reg_branches.0.0.weight"] == "dense_box_heads.0.layers.0.weight"
+    assert mapped["decoder.layers.2.norms.1.bias"] == "decoder.layers.2.norm_cross.bias"
+    assert mapped["decoder.layers.4.self_attn.attn.in_proj_weight"] == (
+        "decoder.layers.4.self_attn.in_proj_weight"
+    )
+    assert mapped["encoder.layers.1.ffn.layers.0.0.weight"] == "encoder.layers.1.ffn.linear1.weight"
+    assert mapped["neck.extra_convs.0.gn.weight"] == "neck.extra_convs.0.1.weight"
+    assert mapped["memory_trans_fc.weight"] == "proposals.output.weight"
+    assert mapped["dn_query_generator.label_embedding.weight"] == "denoising.label_embed.weight"
+    assert mapped["backbone.layer4.2.bn3.running_var"] == "backbone.res5.2.conv3.norm.running_var"
+    aliases = [k for k in report.dropped if k.startswith("decoder.aux_reg_branches.")]
+    assert len(aliases) == 6 * 6  # 6 layers x 3 linears x (weight, bias)
+    counters = [k for k in report.dropped if k.endswith("num_batches_tracked")]
+    assert len(counters) == 53  # the BatchNorms of a ResNet-50
+    assert len(report.dropped) == len(aliases) + len(counters)
+    zeroed = [k for k in report.state_dict if k.startswith("neck.") and k.endswith("0.bias")]
+    assert len(zeroed) == 4 and not any(report.state_dict[k].any() for k in zeroed)
+    notes = " ".join(report.notes)
+    assert "share_heads=False" in notes and "temperature=20" in notes
+    assert "neck.extra_convs.0.0.bias" in notes and "normalised hidden states" in notes
+
+
+def test_ddq_mmdet_neck_bias_mapped_when_present(ddq):
+    _, ours = ddq
+    bias = torch.randn(256)
+    theirs = mmdet_ddq(ours) | {"neck.convs.1.conv.bias": bias}
+    report = convert_with_report(theirs, "ddq-detr-mmdet")
+    assert report.state_dict["neck.convs.1.0.bias"] is bias
+    assert not report.state_dict["neck.convs.0.0.bias"].any()
+    assert "neck.convs.1.0.bias" not in " ".join(report.notes)
+
+
+def test_ddq_mmdet_unknown_key(ddq):
+    _, ours = ddq
+    theirs = mmdet_ddq(ours) | {"bbox_head.quality_branches.0.weight": torch.zeros(80, 256)}
+    with pytest.raises(ConversionError, match=r"'bbox_head\.quality_branches\.0\.weight'"):
+        convert(theirs, "ddq-detr-mmdet")
+
+
+def test_ddq_mmdet_shape_mismatch_names_key(ddq):
+    model, ours = ddq
+    theirs = mmdet_ddq(ours) | {"query_map.weight": torch.zeros(128, 256)}
+    with pytest.raises(ConversionError, match=r"query_map\.weight: \[128, 256\] vs model"):
+        convert(theirs, "ddq-detr-mmdet", reference=model)
+
+
+def test_ddq_mmdet_missing_key_names_it(ddq):
+    model, ours = ddq
+    theirs = mmdet_ddq(ours)
+    del theirs["memory_trans_norm.bias"]
+    with pytest.raises(ConversionError, match=r"lacks: 'proposals\.norm\.bias'"):
+        convert(theirs, "ddq-detr-mmdet", reference=model)
+
+
+def test_ddq_mmdet_refuses_a_head_without_the_dense_branches(ddq):
+    """A DINO head (``n + 1`` branches, no aux ones) is not a DDQ-DETR checkpoint."""
+    _, ours = ddq
+    theirs = {
+        k: v
+        for k, v in mmdet_ddq(ours).items()
+        if not re.match(r"(bbox_head\.(cls|reg)_branches\.7|.*aux_)", k)
+    }
+    with pytest.raises(ConversionError, match=r"'cls_branches': 8.*'cls_branches': 7"):
+        convert(theirs, "ddq-detr-mmdet")
+
+
+def test_ddq_mmdet_decoder_alias_mismatch(ddq):
+    _, ours = ddq
+    theirs = mmdet_ddq(ours)
+    theirs["decoder.aux_reg_branches.2.0.weight"] = torch.zeros(256, 256)
+    with pytest.raises(ConversionError, match=r"aux_reg_branches\.2\.0\.weight' differs"):
+        convert(theirs, "ddq-detr-mmdet")
+
+
+def test_ddq_mmdet_checkpoint_through_the_tool(tmp_path, capsys):
+    """A published mmdet checkpoint (``{"meta", "state_dict"}``) through
+    tools/convert_checkpoint.py into the small DDQ-DETR (FrozenBN, as mmdet's frozen BN)."""
+    config = "configs/ddq/models/ddq_detr_shapes.py"
+    overrides = ["model.share_heads=False", "model.backbone.norm=FrozenBN"]
+    ours = zero_neck_biases(randomised(instantiate(ddq_config(config, *overrides[1:]).model)))
+    meta = {"mmengine_version": "0.8.4", "epoch": 12, "dataset_meta": {"classes": ("a", "b")}}
+    source, output = tmp_path / "ddq_mmdet.pth", tmp_path / "ddq_ours.pth"
+    torch.save({"meta": meta, "state_dict": mmdet_ddq(ours)}, source)
+    spec = importlib.util.spec_from_file_location(
+        "_convert_checkpoint", Path(__file__).resolve().parents[2] / "tools/convert_checkpoint.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    argv = ["--source", "ddq-detr-mmdet", "--input", source, "--output", output]
+    assert tool.main([*map(str, argv), "--config-file", config, *overrides]) == 0
+    assert f"fits {config}" in capsys.readouterr().out
+    assert_same(torch.load(output, weights_only=True)["model"], ours)

@@ -1,6 +1,7 @@
 """tools/convert_checkpoint.py in-process: torchvision ImageNet weights and a detrex-style
 Deformable DETR checkpoint through the tool, shape checking against a config (with
-overrides), the weights_only / --trust rule, --model-key, atomic output and clear errors."""
+overrides), the weights_only / --trust rule, --model-key and mmdet's ``state_dict``, atomic
+output and clear errors."""
 
 import argparse
 import datetime
@@ -227,6 +228,20 @@ def test_pickled_objects_need_trust(tool, torchvision_r18, tmp_path, capsys):
     assert not output.exists()
     assert run_tool(tool, *argv, "--trust") == 0
     assert output.exists()
+
+
+def test_mmdet_state_dict_is_unwrapped(tool, torchvision_r18, tmp_path, capsys):
+    """mmdetection / mmengine publish ``{"meta": ..., "state_dict": ...}``: found by default;
+    an explicit --model-key looks only there."""
+    source, output = tmp_path / "mmdet.pth", tmp_path / "out.pth"
+    meta = {"mmengine_version": "0.8.4", "epoch": 12, "dataset_meta": {"classes": ("a", "b")}}
+    torch.save({"meta": meta, "state_dict": torchvision_r18}, source)
+    argv = ["--source", "torchvision-resnet", "--input", source, "--output", output]
+    assert run_tool(tool, *argv) == 0
+    model = torch.load(output, map_location="cpu", weights_only=True)["model"]
+    assert torch.equal(model["backbone.stem.conv1.weight"], torchvision_r18["conv1.weight"])
+    assert run_tool(tool, *argv, "--model-key", "model") == 1
+    assert "no state dict under 'model'" in capsys.readouterr().err
 
 
 def test_model_key_and_bad_inputs(tool, torchvision_r18, tmp_path, capsys):

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from . import (
+    ddq_detr_mmdet,
     deformable_detr_official,
     detr_distill_student,
     detrex_deformable_detr,
@@ -46,6 +47,7 @@ SOURCES: dict[str, Callable[[Mapping[str, torch.Tensor]], Conversion]] = {
     "detrex-deformable-detr": detrex_deformable_detr.convert,
     "focus-detr": detrex_focus_detr.convert,
     "lite-detr": lite_detr_official.convert,
+    "ddq-detr-mmdet": ddq_detr_mmdet.convert,
     "detr-distill-student": detr_distill_student.convert,
     "torchvision-resnet": torchvision_resnet.convert,
 }

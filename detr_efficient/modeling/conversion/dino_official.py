@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 import torch
 
-from .core import Conversion, ConversionError, Converter
+from .core import Conversion, Converter
 from .layouts import (
     WB,
     decoder_layer_count,
@@ -15,8 +15,8 @@ from .layouts import (
     official_decoder_rules,
     official_encoder_rules,
     official_neck,
-    select_rows,
     take_class_head,
+    take_label_embedding,
 )
 from .torchvision_resnet import BATCH_COUNTER, resnet_rules
 
@@ -62,7 +62,6 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
 
 def map_official_dino(c: Converter) -> None:
     """Claim the keys of the official DINO layout (see ``convert``) in ``c``."""
-    source = c.source
     num_layers = decoder_layer_count(c)
     c.rename(resnet_rules("backbone.0.body."))
     c.drop(r"backbone\.0\.body\..*\.num_batches_tracked", BATCH_COUNTER)
@@ -89,17 +88,7 @@ def map_official_dino(c: Converter) -> None:
     )
     rows = take_class_head(c, "class_embed.0", "class_head")
     take_class_head(c, "transformer.enc_out_class_embed", "enc_class_head")
-    labels = c.require("label_enc.weight", "denoising label embedding")
-    if labels.shape[0] <= int(rows.max()):
-        raise ConversionError(
-            f"{source}: label_enc.weight has {labels.shape[0]} rows, too few for the "
-            f"{int(rows.max()) + 1}-output class head"
-        )
-    c.take("label_enc.weight", "denoising.label_embed.weight", select_rows(rows))
-    c.notes.append(
-        f"label_enc.weight: {labels.shape[0]} rows → the {len(rows)} class rows (the others "
-        "are never indexed by a label)"
-    )
+    take_label_embedding(c, "label_enc.weight", "denoising.label_embed.weight", rows)
     drop_shared_decoder_heads(c, num_layers)
     drop_head_aliases(c)
     c.notes.append(

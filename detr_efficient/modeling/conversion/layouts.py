@@ -1,7 +1,8 @@
 """Rename rules for the layouts several sources share: the transformer layers of the
-official code bases (Deformable-DETR, DINO: ``norm1``/``linear1``/...) and of detrex
-(``attentions``/``ffns``/``norms``), the necks (``input_proj`` / detrex ``ChannelMapper``) and
-the class-head row selection."""
+official code bases (Deformable-DETR, DINO: ``norm1``/``linear1``/...), of detrex
+(``attentions``/``ffns``/``norms``) and of mmdetection 3.x (``self_attn``/``ffn``/``norms``),
+the necks (``input_proj`` / detrex and mmdet ``ChannelMapper``) and the class-head row
+selection."""
 
 from __future__ import annotations
 
@@ -18,11 +19,15 @@ __all__ = [
     "detrex_encoder_rules",
     "detrex_neck_rules",
     "drop_head_aliases",
+    "mmdet_decoder_rules",
+    "mmdet_encoder_rules",
+    "mmdet_neck",
     "official_decoder_rules",
     "official_encoder_rules",
     "official_neck",
     "select_rows",
     "take_class_head",
+    "take_label_embedding",
 ]
 
 WB = r"(weight|bias)"
@@ -59,11 +64,36 @@ def official_decoder_rules(src: str, dst: str = "decoder.layers.") -> list[Rule]
     ]
 
 
-def _detrex_ffn(p: str, out: str) -> list[Rule]:
-    """FFN linears of layer ``{p}{i}`` → ``{out}ffn.*`` (``out`` holds ``\\1``, the layer)."""
+def _mmcv_ffn(p: str, out: str, ffn: str) -> list[Rule]:
+    """The linears of the mmcv ``FFN`` ``{p}{i}.{ffn}`` → ``{out}ffn.*`` (``out`` holds
+    ``\\1``, the layer)."""
     return [
-        (rf"{p}(\d+)\.ffns\.0\.layers\.0\.0\.{WB}", rf"{out}ffn.linear1.\2"),
-        (rf"{p}(\d+)\.ffns\.0\.layers\.1\.{WB}", rf"{out}ffn.linear2.\2"),
+        (rf"{p}(\d+)\.{ffn}\.layers\.0\.0\.{WB}", rf"{out}ffn.linear1.\2"),
+        (rf"{p}(\d+)\.{ffn}\.layers\.1\.{WB}", rf"{out}ffn.linear2.\2"),
+    ]
+
+
+def _mmcv_encoder(p: str, out: str, attn: str, ffn: str) -> list[Rule]:
+    """mmcv-style encoder layer (MSDA ``attn``, ``norms.0``, FFN ``ffn``, ``norms.1``) →
+    ``{out}*`` (``out`` holds ``\\1``, the layer)."""
+    return [
+        (rf"{p}(\d+)\.{attn}\.{MSDA}", rf"{out}self_attn.\2.\3"),
+        (rf"{p}(\d+)\.norms\.0\.{WB}", rf"{out}norm.\2"),
+        *_mmcv_ffn(p, out, ffn),
+        (rf"{p}(\d+)\.norms\.1\.{WB}", rf"{out}ffn.norm.\2"),
+    ]
+
+
+def _mmcv_decoder(p: str, dst: str, self_attn: str, cross_attn: str, ffn: str) -> list[Rule]:
+    """mmcv-style decoder layer (``self_attn`` wrapping ``nn.MultiheadAttention``,
+    ``norms.0``, MSDA ``cross_attn``, ``norms.1``, FFN ``ffn``, ``norms.2``)."""
+    return [
+        (rf"{p}(\d+)\.{self_attn}\.{MHA}", rf"{dst}\1.self_attn.\2"),
+        (rf"{p}(\d+)\.norms\.0\.{WB}", rf"{dst}\1.norm_self.\2"),
+        (rf"{p}(\d+)\.{cross_attn}\.{MSDA}", rf"{dst}\1.cross_attn.\2.\3"),
+        (rf"{p}(\d+)\.norms\.1\.{WB}", rf"{dst}\1.norm_cross.\2"),
+        *_mmcv_ffn(p, rf"{dst}\1.", ffn),
+        (rf"{p}(\d+)\.norms\.2\.{WB}", rf"{dst}\1.ffn.norm.\2"),
     ]
 
 
@@ -73,28 +103,26 @@ def detrex_encoder_rules(
     """detrex ``BaseTransformerLayer`` with order (self_attn, norm, ffn, norm): the MSDA is
     ``attentions.{msda}``; ``inner``: where our ``DeformableEncoderLayer`` sits in layer
     ``{dst}{i}`` (Focus-DETR: ``"layer."``)."""
-    p = re.escape(src)
-    out = rf"{dst}\1.{inner}"
-    return [
-        (rf"{p}(\d+)\.attentions\.{msda}\.{MSDA}", rf"{out}self_attn.\2.\3"),
-        (rf"{p}(\d+)\.norms\.0\.{WB}", rf"{out}norm.\2"),
-        *_detrex_ffn(p, out),
-        (rf"{p}(\d+)\.norms\.1\.{WB}", rf"{out}ffn.norm.\2"),
-    ]
+    return _mmcv_encoder(re.escape(src), rf"{dst}\1.{inner}", rf"attentions\.{msda}", r"ffns\.0")
 
 
 def detrex_decoder_rules(src: str, dst: str = "decoder.layers.") -> list[Rule]:
     """detrex ``BaseTransformerLayer`` with order (self_attn, norm, cross_attn, norm, ffn,
     norm); its self-attention wraps ``nn.MultiheadAttention`` as ``.attn``."""
-    p = re.escape(src)
-    return [
-        (rf"{p}(\d+)\.attentions\.0\.attn\.{MHA}", rf"{dst}\1.self_attn.\2"),
-        (rf"{p}(\d+)\.norms\.0\.{WB}", rf"{dst}\1.norm_self.\2"),
-        (rf"{p}(\d+)\.attentions\.1\.{MSDA}", rf"{dst}\1.cross_attn.\2.\3"),
-        (rf"{p}(\d+)\.norms\.1\.{WB}", rf"{dst}\1.norm_cross.\2"),
-        *_detrex_ffn(p, rf"{dst}\1."),
-        (rf"{p}(\d+)\.norms\.2\.{WB}", rf"{dst}\1.ffn.norm.\2"),
-    ]
+    return _mmcv_decoder(re.escape(src), dst, r"attentions\.0\.attn", r"attentions\.1", r"ffns\.0")
+
+
+def mmdet_encoder_rules(src: str = "encoder.layers.", dst: str = "encoder.layers.") -> list[Rule]:
+    """mmdet 3.x ``DeformableDetrTransformerEncoderLayer``: ``self_attn`` (MSDA),
+    ``norms.0``, ``ffn`` (mmcv ``FFN``), ``norms.1``."""
+    return _mmcv_encoder(re.escape(src), rf"{dst}\1.", "self_attn", "ffn")
+
+
+def mmdet_decoder_rules(src: str = "decoder.layers.", dst: str = "decoder.layers.") -> list[Rule]:
+    """mmdet 3.x ``DeformableDetrTransformerDecoderLayer``: ``self_attn.attn``
+    (``nn.MultiheadAttention``), ``norms.0``, ``cross_attn`` (MSDA), ``norms.1``, ``ffn``,
+    ``norms.2``."""
+    return _mmcv_decoder(re.escape(src), dst, r"self_attn\.attn", "cross_attn", "ffn")
 
 
 def detrex_neck_rules() -> list[Rule]:
@@ -103,6 +131,32 @@ def detrex_neck_rules() -> list[Rule]:
         (rf"neck\.(convs|extra_convs)\.(\d+)\.conv\.{WB}", r"neck.\1.\2.0.\3"),
         (rf"neck\.(convs|extra_convs)\.(\d+)\.norm\.{WB}", r"neck.\1.\2.1.\3"),
     ]
+
+
+def mmdet_neck(c: Converter) -> None:
+    """mmdet ``ChannelMapper`` (mmcv ``ConvModule``: ``.conv``, ``.gn``) → ours (``.0``,
+    ``.1``). ``ConvModule`` builds its conv without a bias when a norm follows
+    (``bias='auto'``): ours gets a zero bias, which computes the same."""
+    c.rename(
+        [
+            (rf"neck\.(convs|extra_convs)\.(\d+)\.conv\.{WB}", r"neck.\1.\2.0.\3"),
+            (rf"neck\.(convs|extra_convs)\.(\d+)\.gn\.{WB}", r"neck.\1.\2.1.\3"),
+        ]
+    )
+    zeroed = []
+    for key, weight in c.src.items():
+        match = re.fullmatch(r"neck\.(convs|extra_convs)\.(\d+)\.conv\.weight", key)
+        if match is None:
+            continue
+        bias = f"neck.{match[1]}.{match[2]}.0.bias"
+        if bias not in c.out:
+            c.out[bias] = weight.new_zeros(weight.shape[0])
+            zeroed.append(bias)
+    if zeroed:
+        c.notes.append(
+            f"{', '.join(zeroed)}: zeros (the checkpoint's neck convs have no bias: mmcv "
+            "ConvModule drops it before a norm)"
+        )
 
 
 def official_neck(c: Converter) -> None:
@@ -151,6 +205,23 @@ def take_class_head(c: Converter, src: str, dst: str, agnostic: bool = False) ->
     return rows
 
 
+def take_label_embedding(c: Converter, src: str, dst: str, rows: torch.Tensor) -> None:
+    """The denoising label embedding ``src`` ``[L, C]`` → ``dst`` ``[len(rows), C]``: the
+    ``rows`` of the class head (``take_class_head``), the only ones a label indexes."""
+    labels = c.require(src, "denoising label embedding")
+    if labels.shape[0] <= int(rows.max()):
+        raise ConversionError(
+            f"{c.source}: {src} has {labels.shape[0]} rows, too few for the "
+            f"{int(rows.max()) + 1}-output class head"
+        )
+    c.take(src, dst, select_rows(rows))
+    if labels.shape[0] != len(rows):
+        c.notes.append(
+            f"{src}: {labels.shape[0]} rows → the {len(rows)} class rows (the others are "
+            "never indexed by a label)"
+        )
+
+
 def drop_head_aliases(c: Converter) -> None:
     """Drop ``transformer.decoder.class_embed.i`` / ``bbox_embed.i``: the heads the official
     and detrex models also register on their decoder, checked equal to ``class_embed.i`` /
@@ -164,9 +235,10 @@ def drop_head_aliases(c: Converter) -> None:
     )
 
 
-def decoder_layer_count(c: Converter) -> int:
-    """Number of ``transformer.decoder.layers.{i}`` in the checkpoint (at least 1)."""
-    ids = {k.split(".")[3] for k in c.unclaimed(r"transformer\.decoder\.layers\.\d+\..*")}
+def decoder_layer_count(c: Converter, prefix: str = "transformer.decoder.layers.") -> int:
+    """Number of ``{prefix}{i}`` decoder layers in the checkpoint (at least 1)."""
+    keys = c.unclaimed(re.escape(prefix) + r"\d+\..*")
+    ids = {k[len(prefix) :].split(".")[0] for k in keys}
     if not ids:
-        raise ConversionError(f"{c.source}: no transformer.decoder.layers.* in the checkpoint")
+        raise ConversionError(f"{c.source}: no {prefix}* in the checkpoint")
     return len(ids)
