@@ -85,16 +85,10 @@ def focus():
 
 @pytest.fixture(scope="module")
 def ddq():
-    """DDQ-DETR R50 with one head per decoder layer, as mmdet trains it; mmdet's neck convs
-    have no bias, so ours are zero."""
-    model = instantiate(ddq_config("configs/ddq/models/ddq_detr_r50.py").model)
+    """DDQ-DETR R50 (one head per decoder layer, as mmdet trains it); mmdet's neck convs have
+    no bias, so ours are zero."""
+    model = instantiate(LazyConfig.load("configs/ddq/models/ddq_detr_r50.py").model)
     return model, zero_neck_biases(randomised(model))
-
-
-def ddq_config(path: str, *overrides: str):
-    return LazyConfig.apply_overrides(
-        LazyConfig.load(path), ["model.share_heads=False", *overrides]
-    )
 
 
 def zero_neck_biases(ours: dict) -> dict:
@@ -819,7 +813,8 @@ def test_ddq_mmdet_checkpoint_through_the_tool(tmp_path, capsys):
     tools/convert_checkpoint.py into the small DDQ-DETR (FrozenBN, as mmdet's frozen BN)."""
     config = "configs/ddq/models/ddq_detr_shapes.py"
     overrides = ["model.share_heads=False", "model.backbone.norm=FrozenBN"]
-    ours = zero_neck_biases(randomised(instantiate(ddq_config(config, *overrides[1:]).model)))
+    cfg = LazyConfig.apply_overrides(LazyConfig.load(config), overrides)
+    ours = zero_neck_biases(randomised(instantiate(cfg.model)))
     meta = {"mmengine_version": "0.8.4", "epoch": 12, "dataset_meta": {"classes": ("a", "b")}}
     source, output = tmp_path / "ddq_mmdet.pth", tmp_path / "ddq_ours.pth"
     torch.save({"meta": meta, "state_dict": mmdet_ddq(ours)}, source)

@@ -1,6 +1,7 @@
-"""mmdetection 3.x DDQ-DETR checkpoints → our ``DDQDETR`` built with ``model.share_heads=False``
-(``configs/ddq/models/ddq_detr_r50.py``). Both published 4-scale R50 12-epoch models share the
-layout: mmdet's ``ddq-detr-4scale_r50_8xb2-12e_coco_20230809_170711-42528127.pth`` (config
+"""mmdetection 3.x DDQ-DETR checkpoints → our ``DDQDETR`` as ``configs/ddq/models/ddq_detr_r50.py``
+builds it (mmdet's per-layer heads and position encoding). Both published 4-scale R50 12-epoch
+models share the layout: mmdet's
+``ddq-detr-4scale_r50_8xb2-12e_coco_20230809_170711-42528127.pth`` (config
 ``configs/ddq/ddq-detr-4scale_r50_8xb2-12e_coco.py``) and the DDQ authors' (jshilong/DDQ,
 branch ``ddq_detr``, the same code on mmdet 3.0.0rc6). ResNet backbone, 80 contiguous
 classes."""
@@ -137,10 +138,8 @@ def head_pairs(layers: int) -> list[tuple[tuple[str, str], tuple[str, str]]]:
 
 
 NOTES = (
-    "mmdet trains one class / box head per decoder layer: build the model with "
-    "model.share_heads=False",
-    "mmdet DDQ-DETR's position encoding differs from our default: set "
-    "model.position_embedding.temperature=20 and model.position_embedding.offset=0.0",
+    "mmdet's DDQ-DETR has one class / box head per decoder layer (share_heads=False) and "
+    "position encodings with temperature=20, offset=0.0, as configs/ddq/models/ddq_detr_r50.py",
     "inference differs slightly from mmdet's by design (detr_efficient/modeling/ddq/"
     "ddq_detr.py): the NMS between decoder layers scores the normalised hidden states (mmdet: "
     "the un-normalised ones, which no head sees) and reads the distinct set per query (mmdet: "
