@@ -2,6 +2,7 @@
 and one folder of deltas per method, registered in Detectron2's ``META_ARCH_REGISTRY``."""
 
 from .backbone import ChannelMapper, build_resnet, build_slim_resnet
+from .combined import FocusDDQDETR
 from .ddq import DDQDETR, DDQFCN, DDQRCNN
 from .decoder import DeformableTransformerDecoder
 from .deformable_detr import DeformableDETR
@@ -25,6 +26,7 @@ __all__ = [
     "DeformableDetectorBase",
     "DeformableTransformerDecoder",
     "DeformableTransformerEncoder",
+    "FocusDDQDETR",
     "FocusDETR",
     "SparseDETR",
     "build_resnet",

@@ -23,6 +23,7 @@ METHOD_CONFIGS = sorted(
         "lite_detr",
         "ddq",
         "detr_distill",
+        "combined",
     )
     for p in (REPO / "configs" / folder).glob("*.py")
 )
@@ -50,6 +51,8 @@ def test_the_reference_configs_exist():
         "configs/ddq/ddq_detr_shapes_cpu.py",
         "configs/detr_distill/deformable_detr_r101_to_r50_two_stage_50ep.py",
         "configs/detr_distill/dino_shapes_cpu.py",
+        "configs/combined/focus_ddq_detr_r50_4scale_12ep.py",
+        "configs/combined/focus_ddq_detr_shapes_cpu.py",
     } <= set(METHOD_CONFIGS)
 
 
@@ -101,6 +104,10 @@ SHAPES_CONFIGS = {
     ),
     "lite_detr": ("configs/lite_detr/lite_dino_shapes_cpu.py", "model.encoder.num_blocks=1"),
     "ddq": ("configs/ddq/ddq_detr_shapes_cpu.py", "model.encoder.num_layers=1"),
+    "focus_ddq": (
+        "configs/combined/focus_ddq_detr_shapes_cpu.py",
+        "model.encoder.keep_ratios=[0.5]",
+    ),
 }
 
 

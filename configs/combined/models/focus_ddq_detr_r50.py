@@ -1,0 +1,12 @@
+"""Focus-DETR R50 4-scale with DDQ-DETR's distinct and dense queries (the DDQ-DETR R50
+settings: NMS at 0.8 over the proposals and between decoder layers, 1.5 × 900 dense
+queries)."""
+
+from detr_efficient.modeling.combined import FocusDDQDETR
+
+from ...ddq.models.ddq_detr_r50 import model as ddq
+from ...focus_detr.models.focus_detr_r50 import model
+
+model._target_ = FocusDDQDETR
+for key in ("dense_loss", "distinct_iou", "decoder_distinct_iou", "dense_ratio"):
+    model[key] = ddq[key]
