@@ -3,14 +3,15 @@
 
 1. Generates the synthetic shapes dataset (cached) and loads it through Detectron2's catalog.
 2. Draws a grid of images with their ground-truth boxes into a PNG.
-3. Trains a small Focus-DETR from scratch on ``shapes_train`` with ``train_net.py``
-   (``configs/focus_detr/focus_detr_shapes_cpu.py``; on the GPU when there is one), which
-   ends with a COCOEvaluator run on ``shapes_val``, and the same-sized DINO
-   (``configs/dino/dino_shapes_cpu.py``) to compare with (``--skip-dino`` leaves it out);
-   prints their AP tables side by side and draws the detections of the first validation
-   images with ``tools/predict.py``. Finished runs are reused (``--resume``).
+3. Trains small detectors from scratch on ``shapes_train`` with ``train_net.py`` (on the GPU
+   when there is one), each run ending with a COCOEvaluator run on ``shapes_val``: Focus-DETR
+   with DDQ-DETR's queries (``configs/combined/focus_ddq_detr_shapes_cpu.py``), Focus-DETR
+   (``configs/focus_detr/focus_detr_shapes_cpu.py``) and the same-sized DINO
+   (``configs/dino/dino_shapes_cpu.py``); ``--detectors`` picks some. Prints their AP tables
+   side by side and draws the detections of the first validation images with
+   ``tools/predict.py``. Finished runs are reused (``--resume``).
 4. Draws, for one validation image, the tokens Focus-DETR's encoder keeps at each level
-   (``tools/kept_tokens.py``) under its detections and DINO's.
+   (``tools/kept_tokens.py``) under the detectors' detections.
 5. Runs the extension's class-agnostic NMS on detector-like boxes made from real annotations
    (every ground-truth box of ``shapes_val`` and of the real COCO subset, jittered many times
    and scored by its overlap with the truth, plus low-scored clutter), checks the keep set
@@ -113,10 +114,12 @@ def print_table(rows: list[dict]) -> None:
 
 REPO = Path(__file__).resolve().parents[1]
 DETECTORS = {
+    "focus_ddq_detr": REPO / "configs/combined/focus_ddq_detr_shapes_cpu.py",
     "focus_detr": REPO / "configs/focus_detr/focus_detr_shapes_cpu.py",
     "dino": REPO / "configs/dino/dino_shapes_cpu.py",
 }
-NAMES = {"focus_detr": "Focus-DETR", "dino": "DINO"}
+NAMES = {"focus_ddq_detr": "Focus-DDQ-DETR", "focus_detr": "Focus-DETR", "dino": "DINO"}
+WITH_SELECTOR = ("focus_detr", "focus_ddq_detr")  # the detectors kept_tokens.py can draw
 
 
 def train_detector(config: Path, output: Path, device: str, overrides: list[str]) -> float:
@@ -222,7 +225,13 @@ def main() -> None:
     parser.add_argument("--iou-threshold", type=float, default=0.5)
     parser.add_argument("--copies", type=int, default=30, help="jittered candidates per object")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--skip-dino", action="store_true", help="train only Focus-DETR")
+    parser.add_argument(
+        "--detectors",
+        nargs="+",
+        choices=list(DETECTORS),
+        default=list(DETECTORS),
+        help="which small detectors to train (default: all, in this order)",
+    )
     parser.add_argument("overrides", nargs="*", help="train_net.py overrides, key=value")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
@@ -236,7 +245,7 @@ def main() -> None:
     grid = draw_dataset_grid(val, classes, args.output / "shapes_val_ground_truth.png", 12)
     print(f"wrote {grid}")
 
-    names = ["focus_detr"] + ([] if args.skip_dino else ["dino"])
+    names = list(dict.fromkeys(args.detectors))
     summary = {}
     for name in names:
         folder = (args.output / f"{name}_shapes").resolve()
@@ -252,16 +261,18 @@ def main() -> None:
         )
         print(f"wrote {picture}")
     print("\nsmall detectors on shapes_val (finished runs are reused, not retrained):")
-    keys = [k for k in summary["focus_detr"]["bbox"] if "-" not in k]
-    print(f"{'detector':<12} {'minutes':>7} " + " ".join(f"{k:>6}" for k in keys))
+    keys = [k for k in summary[names[0]]["bbox"] if "-" not in k]
+    print(f"{'detector':<15} {'minutes':>7} " + " ".join(f"{k:>6}" for k in keys))
     for name, entry in summary.items():
         values = " ".join(f"{entry['bbox'][k]:>6.1f}" for k in keys)
-        print(f"{NAMES[name]:<12} {entry['minutes']:>7.1f} {values}")
-    focus_dir = (args.output / "focus_detr_shapes").resolve()
-    picture = draw_kept_tokens(
-        DETECTORS["focus_detr"], focus_dir / "model_final.pth", val[0], args.output, names
-    )
-    print(f"wrote {picture} (tokens kept by the first / last encoder layer, per level)")
+        print(f"{NAMES[name]:<15} {entry['minutes']:>7.1f} {values}")
+    selecting = [n for n in names if n in WITH_SELECTOR]
+    if selecting:
+        folder = (args.output / f"{selecting[0]}_shapes").resolve()
+        picture = draw_kept_tokens(
+            DETECTORS[selecting[0]], folder / "model_final.pth", val[0], args.output, names
+        )
+        print(f"wrote {picture} (tokens kept by the first / last encoder layer, per level)")
     (args.output / "detector_summary.json").write_text(json.dumps(summary, indent=2))
 
     rows = [nms_on_dataset("shapes_val", val, args.iou_threshold, args.copies)]

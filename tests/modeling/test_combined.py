@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from detectron2.config import LazyConfig, instantiate
 
+from detr_efficient.layers import KeyAwareDeformableAttention
+
 sys.path.insert(0, str(Path(__file__).parent))
 from test_detectors import _batch  # noqa: E402
 
@@ -72,3 +74,20 @@ def test_training_has_both_methods_losses_and_every_parameter_learns():
     sum(losses.values()).backward()
     missing = [n for n, p in combined.named_parameters() if p.requires_grad and p.grad is None]
     assert missing == []
+
+
+def test_key_aware_attention_drops_into_focus_ddq_detrs_encoder_from_the_command_line():
+    cfg = LazyConfig.load(str(REPO / "configs/combined/focus_ddq_detr_shapes_cpu.py"))
+    kda = "detr_efficient.layers.KeyAwareDeformableAttention"
+    cfg = LazyConfig.apply_overrides(cfg, [f"model.encoder.layer.layer.self_attn._target_={kda}"])
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)
+    attention = {type(layer.layer.self_attn) for layer in model.encoder.layers}
+    assert attention == {KeyAwareDeformableAttention}
+    model.train()
+    losses = model(_batch())
+    assert "loss_foreground" in losses and "loss_dense_class" in losses
+    sum(losses.values()).backward()
+    assert all(
+        layer.layer.self_attn.query_proj.weight.grad is not None for layer in model.encoder.layers
+    )
