@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -119,11 +120,12 @@ DETECTORS = {
     "dino": REPO / "configs/dino/dino_shapes_cpu.py",
 }
 NAMES = {"focus_ddq_detr": "Focus-DDQ-DETR", "focus_detr": "Focus-DETR", "dino": "DINO"}
+TRAINING_TIME = re.compile(r"Overall training speed: \d+ iterations in (\d+):(\d+):(\d+)")
 WITH_SELECTOR = ("focus_detr", "focus_ddq_detr")  # the detectors kept_tokens.py can draw
 
 
-def train_detector(config: Path, output: Path, device: str, overrides: list[str]) -> float:
-    """Train (or resume) with train_net.py; returns the wall-clock seconds it took."""
+def train_detector(config: Path, output: Path, device: str, overrides: list[str]) -> None:
+    """Train (or resume) with train_net.py."""
     command = [
         sys.executable,
         str(REPO / "train_net.py"),
@@ -135,9 +137,18 @@ def train_detector(config: Path, output: Path, device: str, overrides: list[str]
         *overrides,
     ]
     print("$", " ".join(command), flush=True)
-    start = time.perf_counter()
     subprocess.run(command, check=True)
-    return time.perf_counter() - start
+
+
+def training_minutes(output: Path) -> float | None:
+    """The training time Detectron2 logged for the run that trained ``output`` (a reused,
+    finished run keeps its original time), or None when none was logged."""
+    log = output / "log.txt"
+    found = TRAINING_TIME.findall(log.read_text()) if log.is_file() else []
+    if not found:
+        return None
+    hours, minutes, seconds = map(int, found[-1])
+    return hours * 60 + minutes + seconds / 60
 
 
 def final_metrics(output: Path) -> dict:
@@ -249,10 +260,10 @@ def main() -> None:
     summary = {}
     for name in names:
         folder = (args.output / f"{name}_shapes").resolve()
-        seconds = train_detector(DETECTORS[name], folder, args.device, args.overrides)
+        train_detector(DETECTORS[name], folder, args.device, args.overrides)
         summary[name] = {
             "config": str(DETECTORS[name].relative_to(REPO)),
-            "minutes": seconds / 60,
+            "training_minutes": training_minutes(folder),
             "device": args.device,
             "bbox": final_metrics(folder),
         }
@@ -262,10 +273,12 @@ def main() -> None:
         print(f"wrote {picture}")
     print("\nsmall detectors on shapes_val (finished runs are reused, not retrained):")
     keys = [k for k in summary[names[0]]["bbox"] if "-" not in k]
-    print(f"{'detector':<15} {'minutes':>7} " + " ".join(f"{k:>6}" for k in keys))
+    print(f"{'detector':<15} {'train min':>9} " + " ".join(f"{k:>6}" for k in keys))
     for name, entry in summary.items():
         values = " ".join(f"{entry['bbox'][k]:>6.1f}" for k in keys)
-        print(f"{NAMES[name]:<15} {entry['minutes']:>7.1f} {values}")
+        minutes = entry["training_minutes"]
+        shown = "—" if minutes is None else f"{minutes:.1f}"
+        print(f"{NAMES[name]:<15} {shown:>9} {values}")
     selecting = [n for n in names if n in WITH_SELECTOR]
     if selecting:
         folder = (args.output / f"{selecting[0]}_shapes").resolve()

@@ -1,0 +1,24 @@
+"""tools/demo.py: the training time it reports is the one Detectron2 logged when the run
+trained, also when a finished run is reused (resumed for zero iterations)."""
+
+from conftest import load_tool
+
+TRAINED = (
+    "[11/21 15:35:51 d2.engine.hooks]: Overall training speed: 1098 iterations in 0:10:14 "
+    "(0.5598 s / it)\n"
+    "[11/21 15:35:51 d2.engine.hooks]: Total training time: 0:10:15 (0:00:00 on hooks)\n"
+)
+REUSED = "[11/21 16:00:18 d2.engine.hooks]: Total training time: 0:00:00 (0:00:00 on hooks)\n"
+
+
+def test_training_minutes_of_a_reused_run_are_the_original_ones(tmp_path):
+    demo = load_tool("demo")
+    (tmp_path / "log.txt").write_text(TRAINED + REUSED)
+    assert abs(demo.training_minutes(tmp_path) - (10 + 14 / 60)) < 1e-9
+
+
+def test_training_minutes_without_a_logged_training(tmp_path):
+    demo = load_tool("demo")
+    assert demo.training_minutes(tmp_path) is None
+    (tmp_path / "log.txt").write_text(REUSED)
+    assert demo.training_minutes(tmp_path) is None
