@@ -25,6 +25,7 @@ CONFIGS = {
     "ddq_detr": "configs/ddq/models/ddq_detr_shapes.py",
     "ddq_fcn": "configs/ddq/models/ddq_fcn_shapes.py",
     "ddq_rcnn": "configs/ddq/models/ddq_rcnn_shapes.py",
+    "focus_ddq_detr": "configs/combined/models/focus_ddq_detr_shapes.py",
 }
 TINY = [
     "model.embed_dim=64",
@@ -80,6 +81,7 @@ TINY_OVERRIDES = {
     "ddq_detr": TINY + TINY_ENCODER,
     "ddq_fcn": TINY_FCN,
     "ddq_rcnn": TINY_FCN + ["model.stage_ffn_dim=128"],
+    "focus_ddq_detr": TINY + TINY_SELECTIVE_ENCODER + TINY_DUAL_ATTENTION,
 }
 
 
