@@ -10,7 +10,7 @@ Sources: dino-official (IDEA-Research/DINO), detrex-dino, deformable-detr-offici
 focus-detr (detrex projects/focus_detr → FocusDETR, e.g.
 configs/focus_detr/models/focus_detr_r50.py; per-layer heads, as detrex-dino's, need
 model.share_heads=False), lite-detr (IDEA-Research/Lite-DETR), ddq-detr-mmdet (mmdetection 3.x
-DDQ-DETR → DDQDETR with model.share_heads=False), detr-distill-student (the student of a
+DDQ-DETR → DDQDETR, configs/ddq/models/ddq_detr_r50.py), detr-distill-student (the student of a
 DETRDistill checkpoint, for the student's own config), torchvision-resnet (ImageNet weights →
 ``backbone.*`` for ``train.init_checkpoint``).
 Detectron2 ``.pkl`` ImageNet weights need no conversion: point ``train.init_checkpoint`` at

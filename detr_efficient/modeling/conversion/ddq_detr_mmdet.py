@@ -77,7 +77,10 @@ def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
             (rf"query_map\.{WB}", r"query_map.\1"),
         ]
     )
-    rows = [map_head_pair(c, src, dst) for src, dst in head_pairs(layers)][0]
+    encoder_pair, *other_pairs = head_pairs(layers)
+    rows = map_head_pair(c, *encoder_pair)
+    for src, dst in other_pairs:
+        map_head_pair(c, src, dst)
     take_label_embedding(
         c, "dn_query_generator.label_embedding.weight", "denoising.label_embed.weight", rows
     )
