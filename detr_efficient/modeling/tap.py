@@ -45,8 +45,10 @@ class DecoderTap:
     from them in self-attention (no query attends across the group's border), so each side's
     outputs are those of a separate pass. Out, for the matching queries (not the denoising
     ones, not ``group``): ``token_map``, per decoder layer ``logits`` ``[B, Q, K]``, ``boxes``
-    ``[B, Q, 4]`` and ``hidden`` ``[B, Q, C]``, and ``queries``, their decoder input; and the
-    group's per-layer ``group_logits`` / ``group_boxes`` ``[B, T, *]``."""
+    ``[B, Q, 4]`` and ``hidden`` ``[B, Q, C]``, ``queries``, their decoder input, and
+    ``query_masks``, per layer bool ``[B, Q]`` of the queries that count (DDQ's distinct
+    queries; None: all); and the group's per-layer ``group_logits`` / ``group_boxes``
+    ``[B, T, *]``."""
 
     group: QueryGroup | None = None
     token_map: TokenMap | None = None
@@ -54,13 +56,17 @@ class DecoderTap:
     boxes: list[torch.Tensor] = field(default_factory=list)
     hidden: list[torch.Tensor] = field(default_factory=list)
     queries: QueryGroup | None = None
+    query_masks: list[torch.Tensor] | None = None
     group_logits: list[torch.Tensor] = field(default_factory=list)
     group_boxes: list[torch.Tensor] = field(default_factory=list)
 
-    def record(self, token_map, queries, logits, boxes, hidden, matching, group=None) -> None:
+    def record(
+        self, token_map, queries, logits, boxes, hidden, matching, group=None, query_masks=None
+    ) -> None:
         """Keep the ``matching`` slice (and the ``group`` slice, when given) of the per-layer
-        ``[B, P, *]`` ``logits``, ``boxes`` and ``hidden``."""
-        self.token_map, self.queries = token_map, queries
+        ``[B, P, *]`` ``logits``, ``boxes`` and ``hidden``, and the matching queries'
+        per-layer ``query_masks`` (None: all count)."""
+        self.token_map, self.queries, self.query_masks = token_map, queries, query_masks
         self.logits = [x[:, matching] for x in logits]
         self.boxes = [x[:, matching] for x in boxes]
         self.hidden = [x[:, matching] for x in hidden]

@@ -51,6 +51,8 @@ def test_the_reference_configs_exist():
         "configs/ddq/ddq_detr_shapes_cpu.py",
         "configs/detr_distill/deformable_detr_r101_to_r50_two_stage_50ep.py",
         "configs/detr_distill/dino_shapes_cpu.py",
+        "configs/detr_distill/ddq_detr_r101_to_r50_12ep.py",
+        "configs/detr_distill/ddq_detr_shapes_cpu.py",
         "configs/combined/focus_ddq_detr_r50_4scale_12ep.py",
         "configs/combined/focus_ddq_detr_shapes_cpu.py",
     } <= set(METHOD_CONFIGS)

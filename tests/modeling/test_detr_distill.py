@@ -34,6 +34,7 @@ from test_detectors import _batch, _model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 DISTILL = "configs/detr_distill/models/dino_shapes_distill.py"
+DDQ_DISTILL = "configs/detr_distill/models/ddq_detr_shapes_distill.py"
 WEIGHTS = (1.0, 5.0, 2.0)
 
 
@@ -87,6 +88,41 @@ def test_logits_distillation_takes_the_cheapest_assignment_by_brute_force():
     assert math.isclose(float(sum(losses.values())) * 3, best, rel_tol=1e-5)
 
 
+def test_only_the_marked_predictions_are_paired_by_brute_force():
+    g = torch.Generator().manual_seed(4)
+    student_logits, student_boxes = torch.randn(1, 5, 3, generator=g), _boxes(5, g)[None]
+    teacher_logits, teacher_boxes = torch.randn(1, 4, 3, generator=g), _boxes(4, g)[None]
+    scores = teacher_logits.sigmoid()
+    student_mask = torch.tensor([[True, False, True, True, False]])
+    teacher_mask = torch.tensor([[True, True, False, True]])
+    students, teachers = [0, 2, 3], [0, 1, 3]
+    best = min(
+        sum(
+            _pair_loss(student_logits[0, s], scores[0, t], student_boxes[0, s], teacher_boxes[0, t])
+            for t, s in zip(teachers, chosen, strict=True)
+        )
+        for chosen in itertools.permutations(students)
+    )
+    distill = LogitsDistillation(*WEIGHTS)
+    losses = distill.stage_loss(
+        student_logits, student_boxes, teacher_logits, teacher_boxes, student_mask, teacher_mask
+    )
+    assert math.isclose(float(sum(losses.values())) * 3, best, rel_tol=1e-5)
+    [(student_idx, teacher_idx)] = match_to_teacher(
+        student_logits, student_boxes, scores, teacher_boxes, WEIGHTS, student_mask, teacher_mask
+    )
+    assert sorted(student_idx.tolist()) == students and sorted(teacher_idx.tolist()) == teachers
+    nobody = torch.zeros(1, 4, dtype=torch.bool)  # a teacher without distinct queries
+    empty = distill.stage_loss(
+        student_logits, student_boxes, teacher_logits, teacher_boxes, None, nobody
+    )
+    assert all(float(v) == 0.0 for v in empty.values())
+    with pytest.raises(ValueError, match="'teacher_mask' must be bool"):
+        distill.stage_loss(
+            student_logits, student_boxes, teacher_logits, teacher_boxes, None, nobody[:, :3]
+        )
+
+
 def test_a_permuted_teacher_is_matched_back_and_only_its_entropy_remains():
     g = torch.Generator().manual_seed(2)
     logits, boxes = torch.randn(2, 6, 4, generator=g), torch.stack([_boxes(6, g), _boxes(6, g)])
@@ -129,6 +165,9 @@ def test_teacher_query_quality_is_score_times_best_iou():
     assert math.isclose(
         float(quality[0, 0]), torch.sigmoid(torch.tensor(2.0)).item() * 0.5, rel_tol=1e-6
     )
+    kept = torch.tensor([[False, True], [True, True]])  # query 0 of image 0 was suppressed
+    masked = teacher_query_quality(logits, boxes, targets, kept)
+    torch.testing.assert_close(masked, expected * kept)
 
 
 def test_target_aware_mask_on_a_hand_made_case():
@@ -176,7 +215,9 @@ def test_isolated_group_mask_by_hand():
     assert not isolated_group_mask(None, 0, 2, 2, "cpu").any()
 
 
-@pytest.mark.parametrize("name", ["dino", "deformable_detr", "focus_detr", "sparse_detr"])
+@pytest.mark.parametrize(
+    "name", ["dino", "deformable_detr", "focus_detr", "sparse_detr", "ddq_detr"]
+)
 def test_an_extra_query_group_leaves_the_detectors_own_outputs_unchanged(name):
     model = _model(name).eval()
     batch = _batch()
@@ -197,8 +238,26 @@ def test_an_extra_query_group_leaves_the_detectors_own_outputs_unchanged(name):
         model(batch)
 
 
-def _distill_model(tmp_path, **overrides):
-    cfg = LazyConfig.load(str(REPO / DISTILL))
+def test_an_extra_query_group_leaves_ddq_detrs_training_losses_unchanged():
+    model = _model("ddq_detr").train()
+    torch.manual_seed(3)
+    alone = model(_batch())
+    g = torch.Generator().manual_seed(6)
+    group = QueryGroup(
+        torch.randn(2, 9, model.embed_dim, generator=g), _boxes(18, g).reshape(2, 9, 4)
+    )
+    torch.manual_seed(3)
+    with model.tapped(group) as joint:
+        together = model(_batch())
+    assert alone.keys() == together.keys() and "loss_dense_class" in alone
+    for name, value in alone.items():
+        torch.testing.assert_close(value, together[name], atol=1e-5, rtol=1e-5)
+    assert joint.group_boxes[-1].shape == (2, 9, 4)
+    assert [m.shape for m in joint.query_masks] == [joint.logits[0].shape[:2]] * 3
+
+
+def _distill_model(tmp_path, config=DISTILL, **overrides):
+    cfg = LazyConfig.load(str(REPO / config))
     cfg = LazyConfig.apply_overrides(cfg, [f"{k}={v}" for k, v in overrides.items()])
     torch.manual_seed(0)
     teacher = instantiate(cfg.model.teacher)
@@ -246,7 +305,7 @@ def test_query_prior_losses_use_the_teachers_assignment(tmp_path):
     model.logits_distill = model.feature_distill = None
     model.train()
 
-    def assign(logits, boxes, targets):  # the teacher's matcher, replaced by a known answer
+    def assign(logits, boxes, targets, query_mask=None):  # the teacher's matcher: a known answer
         return [(torch.tensor([4]), torch.tensor([1])), (torch.tensor([], dtype=torch.int64),) * 2]
 
     model.teacher.criterion.matcher.forward = assign
@@ -273,6 +332,61 @@ def test_query_prior_losses_use_the_teachers_assignment(tmp_path):
         torch.testing.assert_close(losses[f"loss_bbox{suffix}"].detach(), expected)
 
 
+def test_ddq_detrs_distill_through_their_distinct_queries_only(tmp_path):
+    # 300 queries > 256 proposals: the second image's padding tokens give padding queries
+    wide = {f"model.{role}.num_queries": 300 for role in ("student", "teacher")}
+    model, _ = _distill_model(tmp_path, DDQ_DISTILL, **wide)
+    model.train()
+    taps, stage_masks, matcher_masks = {}, [], []
+    for role in ("student", "teacher"):
+        detector = getattr(model, role)
+        original = detector.tapped
+
+        def tapped(group=None, role=role, original=original):
+            return _Recording(original(group), taps, role)
+
+        detector.tapped = tapped
+    stage_loss = model.logits_distill.stage_loss
+    model.logits_distill.stage_loss = lambda *args: (
+        stage_masks.append(args[4:]) or stage_loss(*args)
+    )
+    matcher = model.teacher.criterion.matcher.forward
+    model.teacher.criterion.matcher.forward = lambda *a, query_mask=None: (
+        matcher_masks.append(query_mask) or matcher(*a, query_mask=query_mask)
+    )
+    losses = model(_batch())
+    names = {f"loss_distill_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0", "_1")}
+    names |= {f"loss_{n}_qpad{s}" for n in ("class", "bbox", "giou") for s in ("", "_0", "_1")}
+    names |= {"loss_distill_feature", "loss_dense_class", "loss_class_dn"}
+    assert names <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    student, teacher = taps["student"], taps["teacher"]
+    for i, (student_mask, teacher_mask) in enumerate(stage_masks):
+        assert torch.equal(student_mask, student.query_masks[i])
+        assert torch.equal(teacher_mask, teacher.query_masks[i])
+        assert torch.equal(matcher_masks[i], teacher.query_masks[i])
+    assert len(stage_masks) == len(matcher_masks) == 3
+    assert not any(bool(m.all()) for m in student.query_masks + teacher.query_masks)
+    sum(losses.values()).backward()
+    assert all(p.grad is None for p in model.teacher.parameters())
+    assert not [n for n, p in model.student.named_parameters() if p.grad is None]
+
+
+class _Recording:
+    """A ``tapped()`` context that also files its tap under ``taps[role]``."""
+
+    def __init__(self, context, taps, role):
+        self.context, self.taps, self.role = context, taps, role
+
+    def __enter__(self):
+        tap = self.context.__enter__()
+        self.taps[self.role] = tap
+        return tap
+
+    def __exit__(self, *exc):
+        return self.context.__exit__(*exc)
+
+
 def test_teacher_weights_are_required_checked_and_kept_in_checkpoints(tmp_path):
     model, teacher = _distill_model(tmp_path)
     cfg = LazyConfig.load(str(REPO / DISTILL))
@@ -290,8 +404,9 @@ def test_teacher_weights_are_required_checked_and_kept_in_checkpoints(tmp_path):
 
 def test_unsupported_pairs_are_clear_errors():
     student, teacher = _model("dino"), _model("focus_detr")
-    with pytest.raises(ValueError, match="DDQDETR does not expose its decoder"):
-        DETRDistill(student=_model("ddq_detr"), teacher=teacher)
+    cfg = LazyConfig.load(str(REPO / "configs/ddq/models/ddq_fcn_shapes.py"))
+    with pytest.raises(ValueError, match="DDQFCN does not expose its decoder"):
+        DETRDistill(student=instantiate(cfg.model), teacher=teacher)
     with pytest.raises(ValueError, match="more decoder layers"):
         DETRDistill(student=student, teacher=_model("dino", **{"model.decoder.num_layers": 2}))
     with pytest.raises(ValueError, match="class counts differ"):
@@ -307,10 +422,14 @@ def test_a_shallower_student_learns_from_the_teachers_last_layers(tmp_path):
     assert "loss_bbox_qpad_0" in losses and "loss_bbox_qpad" in losses
 
 
-def test_the_shapes_distillation_config_trains_through_train_net(tmp_path):
+@pytest.mark.parametrize(
+    "config, model_config",
+    [("dino_shapes_cpu.py", DISTILL), ("ddq_detr_shapes_cpu.py", DDQ_DISTILL)],
+)
+def test_the_shapes_distillation_config_trains_through_train_net(tmp_path, config, model_config):
     register_shapes("distill_config_val", tmp_path / "data", "val", num_images=2, seed=4)
-    _, teacher = _distill_model(tmp_path)
-    cfg = LazyConfig.load(str(REPO / "configs/detr_distill/dino_shapes_cpu.py"))
+    _distill_model(tmp_path, model_config)
+    cfg = LazyConfig.load(str(REPO / "configs/detr_distill" / config))
     cfg = LazyConfig.apply_overrides(
         cfg,
         [

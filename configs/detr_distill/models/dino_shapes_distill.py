@@ -6,17 +6,11 @@ from detectron2.config import LazyCall as L
 from detr_efficient.modeling import DETRDistill
 from detr_efficient.modeling.detr_distill import FeatureDistillation, LogitsDistillation
 
-from ...common.models.deformable import channel_mapper, decoder, encoder, position_embedding
 from ...dino.models.dino_shapes import model as student
 from ...focus_detr.models.focus_detr_shapes import model as teacher
+from .shapes_student import narrow
 
-student.embed_dim = 64
-student.neck = channel_mapper(in_channels=(64, 128, 256), embed_dim=64, num_groups=16)
-student.position_embedding = position_embedding(embed_dim=64)
-student.encoder = encoder(embed_dim=64, num_heads=4, ffn_dim=256, dropout=0.0, num_layers=2)
-student.decoder = decoder(
-    embed_dim=64, num_heads=4, ffn_dim=256, dropout=0.0, num_layers=3, dino=True
-)
+narrow(student, embed_dim=64)
 
 model = L(DETRDistill)(
     student=student,

@@ -15,6 +15,7 @@ from detr_efficient.layers.box_ops import inverse_sigmoid
 from ..denoising import denoising_attn_mask
 from ..dino import DINO
 from ..heads import box_head, class_head
+from ..tap import QueryGroup, isolated_group_mask
 from .dense_loss import DenseQueryLoss
 from .distinct import distinct_attn_mask, select_distinct, suppress_duplicates
 
@@ -53,8 +54,6 @@ class DDQDETR(DINO):
       the class head's on the normalised hidden states (the official code scores the
       un-normalised ones, which the heads never see).
     """
-
-    supports_tap = False  # its decode does not take a distillation query group
 
     def __init__(
         self,
@@ -114,35 +113,37 @@ class DDQDETR(DINO):
         return coords.detach().sigmoid(), content, logits, coords.sigmoid(), index >= 0
 
     def decode(self, images, token_map, memory, batched_inputs, targets):
+        """Queries run in the order denoising, the tap's group (see ``tapped``), distinct
+        (matching), dense; the group and the dense queries each in their own attention
+        block."""
         proposed = self.propose(token_map, memory)
         mapped = self.query_map(memory.detach())
         reference, content, enc_logits, enc_boxes, distinct = self.select_distinct_queries(
             proposed, mapped
         )
         batch, width = reference.shape[:2]
+        queries = QueryGroup(content, reference)
+        group = self.tap.group if self.tap is not None else None
         dn = self.denoising(targets) if self.training and self.denoising is not None else None
-        dn_size = 0 if dn is None else dn.content.shape[1]
-        parts_content, parts_reference = [content], [reference]
-        if dn is not None:
-            parts_content.insert(0, dn.content.to(content.dtype))
-            parts_reference.insert(0, dn.boxes.sigmoid())
         dense = self.select_dense_queries(proposed, mapped) if self.training else None
-        num_dense = 0 if dense is None else dense[0].shape[1]
-        if dense is not None:
-            parts_content.append(dense[1].to(content.dtype))
-            parts_reference.append(dense[0])
-        content, reference = torch.cat(parts_content, 1), torch.cat(parts_reference, 1)
-
-        total = dn_size + width + num_dense
-        base = torch.zeros(total, total, dtype=torch.bool, device=self.device)
+        parts = [queries]
+        dn_size = group_size = num_dense = 0
+        if group is not None:
+            group.check(batch, self.embed_dim, type(self).__name__)
+            parts.insert(0, group)
+            group_size = group.content.shape[1]
         if dn is not None:
-            base[: dn_size + width, : dn_size + width] = denoising_attn_mask(
-                dn.meta["num_groups"], dn.meta["group_size"], width, self.device
-            )
-        if num_dense:  # the dense queries attend only to each other, and no one to them
-            base[: dn_size + width, dn_size + width :] = True
-            base[dn_size + width :, : dn_size + width] = True
-        matching = slice(dn_size, dn_size + width)
+            dn_size = dn.content.shape[1]
+            parts.insert(0, QueryGroup(dn.content, dn.boxes.sigmoid()))
+        if dense is not None:
+            num_dense = dense[0].shape[1]
+            parts.append(QueryGroup(dense[1], dense[0]))
+        content = torch.cat([part.content.to(content.dtype) for part in parts], dim=1)
+        reference = torch.cat([part.reference for part in parts], dim=1)
+
+        front = dn_size + group_size + width  # everything but the dense queries
+        base = self._block_mask(dn, dn_size, group_size, width, num_dense)
+        matching = slice(dn_size + group_size, front)
         heads = self.decoder.layers[0].self_attn.num_heads
         class_heads, box_heads = self.decoder_heads()
         distinct_per_layer = [distinct]
@@ -162,7 +163,7 @@ class DDQDETR(DINO):
 
         if num_dense:
             box_heads = [
-                _split_head(main, aux, dn_size + width)
+                _split_head(main, aux, front)
                 for main, aux in zip(box_heads, self.dense_box_heads, strict=True)
             ]
         hidden, references = self.decoder(
@@ -178,12 +179,19 @@ class DDQDETR(DINO):
             (head(h) + inverse_sigmoid(r)).sigmoid()
             for head, h, r in zip(box_heads, hidden, references[:-1], strict=True)
         ]
-        logits = [
-            head(h[:, : dn_size + width]) for head, h in zip(class_heads, hidden, strict=True)
-        ]
+        logits = [head(h[:, :front]) for head, h in zip(class_heads, hidden, strict=True)]
+        if self.tap is not None:
+            grouped = slice(dn_size, dn_size + group_size) if group is not None else None
+            self.tap.record(
+                token_map, queries, logits, boxes, hidden, matching, grouped, distinct_per_layer
+            )
         if not self.training:
             return self.detections(
-                logits[-1], boxes[-1], images, batched_inputs, distinct_per_layer[-1]
+                logits[-1][:, matching],
+                boxes[-1][:, matching],
+                images,
+                batched_inputs,
+                distinct_per_layer[-1],
             )
 
         enc_outputs = {
@@ -195,8 +203,29 @@ class DDQDETR(DINO):
             logits, boxes, matching, enc_outputs, dn, query_masks=distinct_per_layer
         )
         losses = self.criterion(outputs, targets)
-        losses.update(self.dense_losses(hidden, boxes, dense, dn_size + width, targets))
+        losses.update(self.dense_losses(hidden, boxes, dense, front, targets))
         return losses
+
+    def _block_mask(self, dn, dn_size, group_size, width, num_dense) -> torch.Tensor:
+        """Self-attention mask bool ``[P, P]`` (True = may not attend) of the queries in the
+        order denoising (``dn``, ``dn_size``), group, matching (``width``), dense: DINO's
+        denoising mask, the group and the dense queries each isolated."""
+        front = dn_size + group_size + width
+        base = torch.zeros(
+            front + num_dense, front + num_dense, dtype=torch.bool, device=self.device
+        )
+        inner = None
+        if dn is not None:
+            inner = denoising_attn_mask(
+                dn.meta["num_groups"], dn.meta["group_size"], width, self.device
+            )
+        if group_size:
+            inner = isolated_group_mask(inner, dn_size, group_size, front, self.device)
+        if inner is not None:
+            base[:front, :front] = inner
+        base[:front, front:] = True
+        base[front:, :front] = True
+        return base
 
     def dense_losses(self, hidden, boxes, dense, start, targets) -> dict[str, torch.Tensor]:
         """``loss_dense_{class,giou}_{i}`` per decoder layer (the last without a suffix) and

@@ -53,6 +53,9 @@ class DETRDistill(nn.Module):
        says (the official code leaves it out); ``loss_{class,bbox,giou}_qpad[_i]`` weighted by
        the student criterion's weights × ``query_weight``.
 
+    Detectors with query masks (DDQ-DETR's distinct queries, ``DecoderTap.query_masks``)
+    take part through the queries their masks mark only, stage by stage, in all three.
+
     ``teacher`` is frozen and always in eval mode; ``teacher_weights`` (a checkpoint path)
     loads it. Training refuses to start with a teacher that was never loaded (the
     ``teacher_ready`` buffer, kept in checkpoints, records it). Eval mode runs the student.
@@ -139,15 +142,27 @@ class DETRDistill(nn.Module):
         targets = self.student.prepare_targets(batched_inputs)
         offset = self.teacher_layers - self.student_layers
         teacher_logits, teacher_boxes = teacher.logits[offset:], teacher.boxes[offset:]
+        teacher_masks = _stage_masks(teacher, offset)
 
         if self.logits_distill is not None:
             losses.update(
-                self.logits_distill(student.logits, student.boxes, teacher_logits, teacher_boxes)
+                self.logits_distill(
+                    student.logits,
+                    student.boxes,
+                    teacher_logits,
+                    teacher_boxes,
+                    _stage_masks(student, 0),
+                    teacher_masks,
+                )
             )
         if self.feature_distill is not None:
             losses["loss_distill_feature"] = self.feature_loss(student, teacher, targets)
         if group is not None:
-            losses.update(self.query_prior_losses(student, teacher_logits, teacher_boxes, targets))
+            losses.update(
+                self.query_prior_losses(
+                    student, teacher_logits, teacher_boxes, teacher_masks, targets
+                )
+            )
         return losses
 
     def feature_loss(self, student: DecoderTap, teacher: DecoderTap, targets) -> torch.Tensor:
@@ -155,7 +170,8 @@ class DETRDistill(nn.Module):
         with the teacher's last-layer queries and predictions making the mask."""
         token_map = teacher.token_map
         sizes = [h * w for h, w in token_map.shapes]
-        quality = teacher_query_quality(teacher.logits[-1], teacher.boxes[-1], targets)
+        last_mask = None if teacher.query_masks is None else teacher.query_masks[-1]
+        quality = teacher_query_quality(teacher.logits[-1], teacher.boxes[-1], targets, last_mask)
         mask = target_aware_mask(
             teacher.hidden[-1],
             quality,
@@ -168,21 +184,34 @@ class DETRDistill(nn.Module):
             student.token_map.tokens, token_map.tokens, mask, token_map.padding_mask, sizes
         )
 
-    def query_prior_losses(self, student: DecoderTap, teacher_logits, teacher_boxes, targets):
+    def query_prior_losses(
+        self, student: DecoderTap, teacher_logits, teacher_boxes, teacher_masks, targets
+    ):
         """The teacher-query group's losses, stage i with the teacher's assignment of its
-        aligned stage: ``loss_{class,bbox,giou}_qpad`` (last) and ``..._qpad_<i>``."""
+        aligned stage: ``loss_{class,bbox,giou}_qpad`` (last) and ``..._qpad_<i>``. With
+        ``teacher_masks`` (a DDQ teacher), stage i's assignment and classification loss take
+        only the queries the teacher kept distinct at its stage, as its own loss does."""
         criterion = self.student.criterion
         num_boxes = average_num_boxes(targets, self.device)
         losses = {}
         for i, (logits, boxes) in enumerate(
             zip(student.group_logits, student.group_boxes, strict=True)
         ):
+            mask = teacher_masks[i]
             with torch.no_grad():
                 indices = self.teacher.criterion.matcher(
-                    teacher_logits[i], teacher_boxes[i], targets
+                    teacher_logits[i], teacher_boxes[i], targets, query_mask=mask
                 )
-            stage = criterion.stage_losses(logits, boxes, targets, indices, num_boxes)
+            stage = criterion.stage_losses(logits, boxes, targets, indices, num_boxes, mask)
             suffix = "_qpad" if i == self.student_layers - 1 else f"_qpad_{i}"
             for name, value in criterion.weighted(stage, suffix).items():
                 losses[name] = self.query_weight * value
         return losses
+
+
+def _stage_masks(tap: DecoderTap, offset: int) -> list[torch.Tensor | None]:
+    """Per decoder stage from ``offset`` on, the bool ``[B, Q]`` mask of the queries that
+    count in ``tap`` (None for each stage of a detector without query masks)."""
+    if tap.query_masks is None:
+        return [None] * (len(tap.logits) - offset)
+    return list(tap.query_masks[offset:])

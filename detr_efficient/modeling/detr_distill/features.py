@@ -13,12 +13,16 @@ __all__ = ["FeatureDistillation", "target_aware_mask", "teacher_query_quality"]
 
 
 def teacher_query_quality(
-    logits: torch.Tensor, boxes: torch.Tensor, targets: list[dict]
+    logits: torch.Tensor,
+    boxes: torch.Tensor,
+    targets: list[dict],
+    query_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Quality ``[B, Q]`` of each teacher query: its highest class probability times the IoU
-    of its box with the best-overlapping ground-truth box (0 for an image without any).
-    ``logits`` ``[B, Q, K]``, ``boxes`` ``[B, Q, 4]`` normalised cxcywh, ``targets`` with
-    normalised cxcywh ``boxes``."""
+    of its box with the best-overlapping ground-truth box (0 for an image without any, and
+    for the queries that ``query_mask`` bool ``[B, Q]`` leaves out, e.g. DDQ's suppressed
+    ones). ``logits`` ``[B, Q, K]``, ``boxes`` ``[B, Q, 4]`` normalised cxcywh, ``targets``
+    with normalised cxcywh ``boxes``."""
     scores = logits.detach().float().sigmoid().amax(-1)
     overlap = torch.zeros_like(scores)
     for i, target in enumerate(targets):
@@ -28,6 +32,8 @@ def teacher_query_quality(
                 box_cxcywh_to_xyxy(target["boxes"].float().to(boxes.device)),
             )[0]
             overlap[i] = iou.amax(-1)
+    if query_mask is not None:
+        overlap = overlap * query_mask.to(overlap.device)
     return scores * overlap
 
 

@@ -47,24 +47,42 @@ def match_to_teacher(
     teacher_scores: torch.Tensor,
     teacher_boxes: torch.Tensor,
     weights: tuple[float, float, float],
+    student_mask: torch.Tensor | None = None,
+    teacher_mask: torch.Tensor | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """Per image, the minimum-cost one-to-one (student index, teacher index) pairs, int64 on
     the CPU, for ``[B, S, K]`` / ``[B, S, 4]`` student and ``[B, T, K]`` / ``[B, T, 4]``
-    teacher predictions; ``min(S, T)`` pairs per image."""
+    teacher predictions; ``min(S_i, T_i)`` pairs per image, where only the predictions that
+    ``student_mask`` ``[B, S]`` / ``teacher_mask`` ``[B, T]`` (bool; None: all) mark take
+    part (DDQ's distinct queries)."""
     indices = []
     with torch.no_grad():
         for i in range(student_logits.shape[0]):
+            students = _marked(student_mask, i, student_logits.shape[1], student_logits.device)
+            teachers = _marked(teacher_mask, i, teacher_scores.shape[1], teacher_scores.device)
             cost = distillation_cost(
-                student_logits[i], student_boxes[i], teacher_scores[i], teacher_boxes[i], weights
+                student_logits[i, students],
+                student_boxes[i, students],
+                teacher_scores[i, teachers],
+                teacher_boxes[i, teachers],
+                weights,
             )
             teacher_idx, student_idx = linear_sum_assignment(cost.cpu().numpy())
             indices.append(
                 (
-                    torch.as_tensor(student_idx, dtype=torch.int64),
-                    torch.as_tensor(teacher_idx, dtype=torch.int64),
+                    students.cpu()[torch.as_tensor(student_idx, dtype=torch.int64)],
+                    teachers.cpu()[torch.as_tensor(teacher_idx, dtype=torch.int64)],
                 )
             )
     return indices
+
+
+def _marked(mask: torch.Tensor | None, image: int, count: int, device) -> torch.Tensor:
+    """Indices int64 ``[n]`` of the predictions of ``image`` that ``mask`` ``[B, count]``
+    marks (all ``count`` when ``mask`` is None)."""
+    if mask is None:
+        return torch.arange(count, device=device)
+    return mask[image].nonzero()[:, 0].to(device)
 
 
 class LogitsDistillation(nn.Module):
@@ -80,9 +98,28 @@ class LogitsDistillation(nn.Module):
         super().__init__()
         self.weights = (float(class_weight), float(bbox_weight), float(giou_weight))
 
-    def stage_loss(self, student_logits, student_boxes, teacher_logits, teacher_boxes) -> dict:
+    def stage_loss(
+        self,
+        student_logits,
+        student_boxes,
+        teacher_logits,
+        teacher_boxes,
+        student_mask=None,
+        teacher_mask=None,
+    ) -> dict:
         """Weighted ``class``, ``bbox`` and ``giou`` losses of one stage: student ``[B, S, K]``
-        logits and ``[B, S, 4]`` boxes against the (detached) teacher's ``[B, T, *]``."""
+        logits and ``[B, S, 4]`` boxes against the (detached) teacher's ``[B, T, *]``; only
+        the predictions ``student_mask`` ``[B, S]`` / ``teacher_mask`` ``[B, T]`` mark (bool;
+        None: all) are paired."""
+        for name, mask, logits in (
+            ("student_mask", student_mask, student_logits),
+            ("teacher_mask", teacher_mask, teacher_logits),
+        ):
+            if mask is not None and (mask.dtype != torch.bool or mask.shape != logits.shape[:2]):
+                raise ValueError(
+                    f"LogitsDistillation: '{name}' must be bool {tuple(logits.shape[:2])}, got "
+                    f"{mask.dtype} {tuple(mask.shape)}"
+                )
         if student_logits.shape[::2] != teacher_logits.shape[::2]:
             raise ValueError(
                 f"LogitsDistillation: student logits {tuple(student_logits.shape)} and teacher "
@@ -93,7 +130,9 @@ class LogitsDistillation(nn.Module):
             scores = teacher_logits.detach().float().sigmoid()
             teacher_boxes = teacher_boxes.detach().float()
             logits, boxes = student_logits.float(), student_boxes.float()
-            indices = match_to_teacher(logits, boxes, scores, teacher_boxes, self.weights)
+            indices = match_to_teacher(
+                logits, boxes, scores, teacher_boxes, self.weights, student_mask, teacher_mask
+            )
             batch = torch.cat([torch.full_like(s, i) for i, (s, _) in enumerate(indices)])
             student_idx = torch.cat([s for s, _ in indices]).to(device)
             teacher_idx = torch.cat([t for _, t in indices]).to(device)
@@ -114,19 +153,36 @@ class LogitsDistillation(nn.Module):
                 "giou": giou_weight * (1.0 - giou).sum() / pairs,
             }
 
-    def forward(self, student_logits, student_boxes, teacher_logits, teacher_boxes) -> dict:
-        """Lists of per-stage tensors (aligned, same length) → ``loss_distill_{class,bbox,giou}``
-        with suffix ``_<i>`` for stage i and none for the last."""
+    def forward(
+        self,
+        student_logits,
+        student_boxes,
+        teacher_logits,
+        teacher_boxes,
+        student_masks=None,
+        teacher_masks=None,
+    ) -> dict:
+        """Lists of per-stage tensors (aligned, same length; the masks lists or None, see
+        ``stage_loss``) → ``loss_distill_{class,bbox,giou}`` with suffix ``_<i>`` for stage i
+        and none for the last."""
         stages = len(student_logits)
+        student_masks = [None] * stages if student_masks is None else student_masks
+        teacher_masks = [None] * stages if teacher_masks is None else teacher_masks
         if not stages or any(
-            len(x) != stages for x in (student_boxes, teacher_logits, teacher_boxes)
+            len(x) != stages
+            for x in (student_boxes, teacher_logits, teacher_boxes, student_masks, teacher_masks)
         ):
             raise ValueError("LogitsDistillation: need the same number (>= 1) of every stage list")
         losses = {}
         for i in range(stages):
             suffix = "" if i == stages - 1 else f"_{i}"
             stage = self.stage_loss(
-                student_logits[i], student_boxes[i], teacher_logits[i], teacher_boxes[i]
+                student_logits[i],
+                student_boxes[i],
+                teacher_logits[i],
+                teacher_boxes[i],
+                student_masks[i],
+                teacher_masks[i],
             )
             losses.update({f"loss_distill_{name}{suffix}": v for name, v in stage.items()})
         return losses
