@@ -23,10 +23,12 @@ struct Bilinear {
 };
 
 // Corners (y0, x0), (y0, x1), (y1, x0), (y1, x1) of a sample at normalised (loc_x, loc_y) of
-// the level of size height x width whose first token is level_start.
+// the level of size height x width whose first token is level_start, in a map of `tokens`
+// tokens. A corner whose token falls outside [0, tokens) counts as outside the map, so level
+// sizes inconsistent with the map (unchecked direct op calls) never read out of bounds.
 template <typename acc_t>
 DEFORM_HOST_DEVICE Bilinear<acc_t> bilinear_corners(
-    acc_t loc_x, acc_t loc_y, int64_t height, int64_t width, int64_t level_start) {
+    acc_t loc_x, acc_t loc_y, int64_t height, int64_t width, int64_t level_start, int64_t tokens) {
   Bilinear<acc_t> corners;
   const acc_t x = loc_x * static_cast<acc_t>(width) - acc_t(0.5);
   const acc_t y = loc_y * static_cast<acc_t>(height) - acc_t(0.5);
@@ -47,8 +49,9 @@ DEFORM_HOST_DEVICE Bilinear<acc_t> bilinear_corners(
   for (int c = 0; c < 4; ++c) {
     const int64_t cx = x0 + (c & 1);
     const int64_t cy = y0 + (c >> 1);
-    const bool inside = near && cx >= 0 && cx < width && cy >= 0 && cy < height;
-    corners.token[c] = inside ? level_start + cy * width + cx : -1;
+    const int64_t token = level_start + cy * width + cx;
+    const bool inside = near && cx >= 0 && cx < width && cy >= 0 && cy < height && token >= 0 && token < tokens;
+    corners.token[c] = inside ? token : -1;
     corners.weight[c] = weight[c];
     corners.dweight_dx[c] = dx[c];
     corners.dweight_dy[c] = dy[c];

@@ -19,17 +19,30 @@ from ._validation import FLOATING_DTYPES, check_same_device, check_tensor
 MAX_CUDA_CHANNELS = 128
 
 
-def _check_levels(op: str, spatial_shapes, level_start_index, tokens: int, levels: int) -> None:
-    """``spatial_shapes`` ``[L, 2]`` positive, summing to S; ``level_start_index`` their offsets.
+def _check_levels(op: str, spatial_shapes, level_start_index, value, levels: int) -> None:
+    """``spatial_shapes`` ``[L, 2]`` positive, summing to S; ``level_start_index`` their offsets;
+    both on ``value``'s device.
 
-    Reads the two small tensors (a device sync when they live on the GPU); skipped while
-    ``torch.compile`` traces."""
+    Reads the two small tensors in one copy (a device sync when they live on the GPU);
+    skipped while ``torch.compile`` traces (the kernels then read tokens past the map as
+    zeros instead of out of bounds)."""
     check_tensor(op, "spatial_shapes", spatial_shapes, (levels, 2), (torch.int64,))
     check_tensor(op, "level_start_index", level_start_index, (levels,), (torch.int64,))
     if torch.compiler.is_compiling():  # values are unknown while tracing
         return
-    shapes = spatial_shapes.tolist()
-    starts = level_start_index.tolist()
+    for name, tensor in (
+        ("spatial_shapes", spatial_shapes),
+        ("level_start_index", level_start_index),
+    ):
+        if tensor.device != value.device:
+            raise ValueError(
+                f"{op}: all tensors must be on one device, got '{name}' on {tensor.device} "
+                f"and 'value' on {value.device}"
+            )
+    tokens = value.shape[1]
+    both = torch.cat([spatial_shapes.reshape(-1), level_start_index]).tolist()
+    shapes = [both[2 * level : 2 * level + 2] for level in range(levels)]
+    starts = both[2 * levels :]
     if any(h <= 0 or w <= 0 for h, w in shapes):
         raise ValueError(f"{op}: 'spatial_shapes' must be positive (H_l, W_l), got {shapes}")
     sizes = [h * w for h, w in shapes]
@@ -54,7 +67,7 @@ def _check_common(op: str, value, spatial_shapes, level_start_index, sampling_lo
     _, queries, _, levels, points, _ = sampling_locations.shape
     if levels == 0 or points == 0:
         raise ValueError(f"{op}: need at least one level and one point, got L={levels}, P={points}")
-    _check_levels(op, spatial_shapes, level_start_index, tokens, levels)
+    _check_levels(op, spatial_shapes, level_start_index, value, levels)
     return batch, tokens, heads, channels, queries, levels, points
 
 

@@ -45,6 +45,22 @@ def test_dtypes(device, dtype):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("masked", [False, True])
+def test_transposed_scores(device, masked):
+    """A dense but transposed ``scores`` (strides (1, B)): torch.sort gives its indices the
+    same strides, which a kernel reading them row-major must not assume away."""
+    scores, k, valid = make_case(3, 40, seed=8)
+    transposed = scores.t().contiguous().t()
+    assert transposed.stride() == (1, 3)
+    valid = valid if masked else None
+    expected = select_topk_reference(scores, k, valid)
+    got = select_topk(
+        transposed.to(device), k.to(device), None if valid is None else valid.to(device)
+    )
+    assert torch.equal(got.cpu(), expected)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_without_mask_and_hand_computed(device):
     scores = torch.tensor([[0.1, 0.9, 0.5, 0.9, float("nan")], [3.0, 2.0, 1.0, 0.0, -1.0]])
     k = torch.tensor([4, 2])
@@ -93,6 +109,12 @@ def test_bad_arguments(kwargs, error, match):
     arguments = {"scores": torch.rand(2, 4), "k": torch.tensor([1, 2]), **kwargs}
     with pytest.raises(error, match=match):
         select_topk(**arguments)
+
+
+def test_direct_op_calls_check_the_mask():
+    scores, k, _ = make_case(2, 30, seed=2)
+    with pytest.raises(RuntimeError, match="valid must be bool"):
+        torch.ops.detr_efficient.select_topk(scores, k, torch.ones(2, 29, dtype=torch.bool), 10)
 
 
 def test_fake_tensor_and_schema():

@@ -30,7 +30,7 @@ struct DeformInputs {
   Bilinear<acc_t> corners(int64_t b, int64_t q, int64_t h, int64_t l, int64_t p) const {
     const int64_t point = (((b * s.queries + q) * s.heads + h) * s.levels + l) * s.points + p;
     return bilinear_corners(locations[2 * point], locations[2 * point + 1], shapes[2 * l], shapes[2 * l + 1],
-                            starts[l]);
+                            starts[l], s.tokens);
   }
   int64_t point_index(int64_t b, int64_t q, int64_t h, int64_t l, int64_t p) const {
     return (((b * s.queries + q) * s.heads + h) * s.levels + l) * s.points + p;
@@ -75,6 +75,7 @@ at::Tensor msda_forward_cpu(const at::Tensor& value, const at::Tensor& spatial_s
                             const at::Tensor& attention_weights) {
   using acc_t = at::opmath_type<scalar_t>;
   const DeformShape s = deform_shape(value, spatial_shapes, level_start_index, sampling_locations);
+  check_deform_inputs(s, value, attention_weights, {}, {}, {});
   const at::Tensor value_c = value.contiguous();
   const at::Tensor shapes = spatial_shapes.contiguous();
   const at::Tensor starts = level_start_index.contiguous();
@@ -119,6 +120,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> msda_backward_cpu(
     const at::Tensor& level_start_index, const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
   using acc_t = at::opmath_type<scalar_t>;
   const DeformShape s = deform_shape(value, spatial_shapes, level_start_index, sampling_locations);
+  check_deform_inputs(s, value, attention_weights, {}, {}, grad_output);
   const at::Tensor grad_c = grad_output.contiguous();
   const at::Tensor value_c = value.contiguous();
   const at::Tensor shapes = spatial_shapes.contiguous();
@@ -185,6 +187,7 @@ std::tuple<at::Tensor, at::Tensor> kda_forward_cpu(const at::Tensor& query, cons
                                                    const at::Tensor& sampling_locations) {
   using acc_t = at::opmath_type<scalar_t>;
   const DeformShape s = deform_shape(value, spatial_shapes, level_start_index, sampling_locations);
+  check_deform_inputs(s, value, {}, query, key, {});
   const at::Tensor query_c = query.contiguous();
   const at::Tensor key_c = key.contiguous();
   const at::Tensor value_c = value.contiguous();
@@ -250,6 +253,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kda_backward_cpu(
     const at::Tensor& output, const at::Tensor& logsumexp) {
   using acc_t = at::opmath_type<scalar_t>;
   const DeformShape s = deform_shape(value, spatial_shapes, level_start_index, sampling_locations);
+  check_deform_inputs(s, value, {}, query, key, grad_output);
+  check_like_value(output, {s.batch, s.queries, s.heads * s.channels}, value, "output", true);
+  check_like_value(logsumexp, {s.batch, s.queries, s.heads}, value, "logsumexp", false);
   const at::Tensor grad_c = grad_output.contiguous();
   const at::Tensor query_c = query.contiguous();
   const at::Tensor key_c = key.contiguous();

@@ -60,7 +60,7 @@ struct Layout {
   }
   __device__ Bilinear<acc_t> corners(int64_t point, int64_t level) const {
     return bilinear_corners(locations[2 * point], locations[2 * point + 1], shapes[2 * level],
-                            shapes[2 * level + 1], starts[level]);
+                            shapes[2 * level + 1], starts[level], s.tokens);
   }
 };
 
@@ -370,6 +370,7 @@ at::Tensor ms_deform_attn_cuda(const at::Tensor& value, const at::Tensor& spatia
                                const at::Tensor& attention_weights) {
   const c10::cuda::CUDAGuard device_guard(value.device());
   const Prepared p = prepare(value, spatial_shapes, level_start_index, sampling_locations);
+  check_deform_inputs(p.s, value, attention_weights, {}, {}, {});
   const at::Tensor value_c = value.contiguous();
   const at::Tensor weights = as_compute_type(attention_weights, value);
   at::Tensor output = at::empty({p.s.batch, p.s.queries, p.s.heads * p.s.channels}, value.options());
@@ -386,6 +387,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
     const at::Tensor& level_start_index, const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
   const c10::cuda::CUDAGuard device_guard(value.device());
   const Prepared p = prepare(value, spatial_shapes, level_start_index, sampling_locations);
+  check_deform_inputs(p.s, value, attention_weights, {}, {}, grad_output);
+  at::globalContext().alertNotDeterministic("ms_deform_attn_backward_cuda (atomic adds)");
   const at::Tensor grad_c = grad_output.contiguous();
   const at::Tensor value_c = value.contiguous();
   const at::Tensor weights = as_compute_type(attention_weights, value);
@@ -409,6 +412,7 @@ std::tuple<at::Tensor, at::Tensor> key_aware_deform_attn_cuda(const at::Tensor& 
                                                               const at::Tensor& sampling_locations) {
   const c10::cuda::CUDAGuard device_guard(value.device());
   const Prepared p = prepare(value, spatial_shapes, level_start_index, sampling_locations);
+  check_deform_inputs(p.s, value, {}, query, key, {});
   const at::Tensor query_c = query.contiguous();
   const at::Tensor key_c = key.contiguous();
   const at::Tensor value_c = value.contiguous();
@@ -429,6 +433,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> key_aware_deform_attn
     const at::Tensor& output, const at::Tensor& logsumexp) {
   const c10::cuda::CUDAGuard device_guard(value.device());
   const Prepared p = prepare(value, spatial_shapes, level_start_index, sampling_locations);
+  check_deform_inputs(p.s, value, {}, query, key, grad_output);
+  at::globalContext().alertNotDeterministic("key_aware_deform_attn_backward_cuda (atomic adds)");
+  check_like_value(output, {p.s.batch, p.s.queries, p.s.heads * p.s.channels}, value, "output", true);
+  check_like_value(logsumexp, {p.s.batch, p.s.queries, p.s.heads}, value, "logsumexp", false);
   const at::Tensor grad_c = grad_output.contiguous();
   const at::Tensor query_c = query.contiguous();
   const at::Tensor key_c = key.contiguous();

@@ -59,7 +59,8 @@ void select_rows(const at::Tensor& scores, const int64_t* k, const bool* valid, 
 at::Tensor select_topk_cpu(const at::Tensor& scores, const at::Tensor& k, const std::optional<at::Tensor>& valid,
                            int64_t width) {
   TORCH_CHECK(scores.dim() == 2 && k.dim() == 1 && k.size(0) == scores.size(0), "select_topk: scores [B, N], k [B]");
-  TORCH_CHECK(k.scalar_type() == at::kLong, "select_topk: k must be int64");
+  TORCH_CHECK(k.scalar_type() == at::kLong && k.device() == scores.device(),
+              "select_topk: k must be int64 on the scores' device");
   TORCH_CHECK(width >= 0 && width <= scores.size(1), "select_topk: width must be in [0, N]");
   at::Tensor out = at::empty({scores.size(0), width}, scores.options().dtype(at::kLong));
   if (out.numel() == 0) {
@@ -68,7 +69,9 @@ at::Tensor select_topk_cpu(const at::Tensor& scores, const at::Tensor& k, const 
   const at::Tensor k_c = k.contiguous();
   at::Tensor valid_c;
   if (valid.has_value()) {
-    TORCH_CHECK(valid->sizes() == scores.sizes() && valid->scalar_type() == at::kBool, "select_topk: valid [B, N] bool");
+    TORCH_CHECK(valid->sizes() == scores.sizes() && valid->scalar_type() == at::kBool &&
+                    valid->device() == scores.device(),
+                "select_topk: valid must be bool [B, N] on the scores' device");
     valid_c = valid->contiguous();
   }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, scores.scalar_type(), "select_topk_cpu", [&] {

@@ -27,7 +27,8 @@ __global__ void take_first_k_kernel(
 at::Tensor select_topk_cuda(const at::Tensor& scores, const at::Tensor& k, const std::optional<at::Tensor>& valid,
                             int64_t width) {
   TORCH_CHECK(scores.dim() == 2 && k.dim() == 1 && k.size(0) == scores.size(0), "select_topk: scores [B, N], k [B]");
-  TORCH_CHECK(k.scalar_type() == at::kLong, "select_topk: k must be int64");
+  TORCH_CHECK(k.scalar_type() == at::kLong && k.device() == scores.device(),
+              "select_topk: k must be int64 on the scores' device");
   TORCH_CHECK(width >= 0 && width <= scores.size(1), "select_topk: width must be in [0, N]");
   const c10::cuda::CUDAGuard device_guard(scores.device());
   at::Tensor out = at::empty({scores.size(0), width}, scores.options().dtype(at::kLong));
