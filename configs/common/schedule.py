@@ -31,11 +31,14 @@ def multistep_lr_multiplier(max_iter, decay_iters, warmup_iters=0, gamma=0.1, wa
     )
 
 
-def coco_lr_multiplier(epochs, decay_epochs, warmup_iters=0):
+def coco_lr_multiplier(epochs, decay_epochs, warmup_iters=0, warmup_factor=0.001):
     """``multistep_lr_multiplier`` for ``epochs`` COCO epochs with one decay (x0.1) after
     ``decay_epochs``."""
     return multistep_lr_multiplier(
-        epochs * COCO_ITERS_PER_EPOCH, [decay_epochs * COCO_ITERS_PER_EPOCH], warmup_iters
+        epochs * COCO_ITERS_PER_EPOCH,
+        [decay_epochs * COCO_ITERS_PER_EPOCH],
+        warmup_iters,
+        warmup_factor=warmup_factor,
     )
 
 

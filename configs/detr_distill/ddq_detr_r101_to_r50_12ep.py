@@ -9,4 +9,4 @@ __all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
 
 train.output_dir = "./output/detr_distill_ddq_detr_r101_to_r50_12ep"
 # the student's backbone sits under "student.": "backbone" alone would match nothing
-optimizer.params.lr_factors = {"student.backbone": 0.1, "*.sampling_offsets": 0.1}
+optimizer.params.lr_factors = {"student.backbone": 0.1}

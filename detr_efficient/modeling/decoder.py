@@ -27,6 +27,9 @@ class DeformableTransformerDecoder(nn.Module):
       so layer ``l + 1``'s prediction also trains layer ``l`` (DINO); the boxes fed to the
       next layer are always detached.
     - ``final_norm``: a LayerNorm on the returned hidden states (DINO).
+    - ``refine_eps``: the clamp of ``inverse_sigmoid`` in the refinement (Deformable DETR's
+      code uses 1e-5, DINO's and mmdetection's DDQ-DETR 1e-3; it matters only for boxes
+      within ``refine_eps`` of 0 or 1).
 
     The box heads (one per layer, possibly the same module) belong to the detector and are
     passed to ``forward``.
@@ -40,6 +43,7 @@ class DeformableTransformerDecoder(nn.Module):
         query_pos_from_boxes: bool = False,
         look_forward_twice: bool = False,
         final_norm: bool = False,
+        refine_eps: float = 1e-5,
     ) -> None:
         super().__init__()
         if num_layers < 1:
@@ -53,6 +57,7 @@ class DeformableTransformerDecoder(nn.Module):
             MLP(2 * embed_dim, embed_dim, embed_dim, 2) if query_pos_from_boxes else None
         )
         self.norm = nn.LayerNorm(embed_dim) if final_norm else None
+        self.refine_eps = float(refine_eps)
 
     def forward(
         self,
@@ -102,7 +107,7 @@ class DeformableTransformerDecoder(nn.Module):
                 token_map.padding_mask,
                 self_attn_mask,
             )
-            refined = (box_head(query) + inverse_sigmoid(boxes)).sigmoid()
+            refined = (box_head(query) + inverse_sigmoid(boxes, self.refine_eps)).sigmoid()
             boxes = refined.detach()
             references.append(refined if self.look_forward_twice else boxes)
             hidden.append(self.norm(query) if self.norm is not None else query)

@@ -44,6 +44,7 @@ class ContrastiveDenoising(nn.Module):
     random class with probability ``label_noise_ratio / 2``. Box corners move by up to
     ``box_noise_scale`` times half the box size: by less than that for positives, between
     one and two times it for negatives. ``label_embed`` maps (noised) labels to content.
+    ``eps``: the clamp of ``inverse_sigmoid`` on the noised boxes (DINO's code: 1e-3).
     """
 
     def __init__(
@@ -53,6 +54,7 @@ class ContrastiveDenoising(nn.Module):
         num_dn_queries: int = 100,
         label_noise_ratio: float = 0.5,
         box_noise_scale: float = 1.0,
+        eps: float = 1e-5,
     ) -> None:
         super().__init__()
         if num_dn_queries < 1:
@@ -63,6 +65,7 @@ class ContrastiveDenoising(nn.Module):
         self.num_dn_queries = num_dn_queries
         self.label_noise_ratio = label_noise_ratio
         self.box_noise_scale = box_noise_scale
+        self.eps = float(eps)
         self.label_embed = nn.Embedding(num_classes, embed_dim)
 
     def forward(self, targets: list[dict[str, torch.Tensor]]) -> DenoisingQueries | None:
@@ -104,7 +107,7 @@ class ContrastiveDenoising(nn.Module):
             boxes = box_xyxy_to_cxcywh(corners.clamp(0.0, 1.0))
 
         content = self.label_embed(labels) * present[..., None]
-        unact = inverse_sigmoid(boxes) * present[..., None]
+        unact = inverse_sigmoid(boxes, self.eps) * present[..., None]
         meta = {"num_groups": groups, "group_size": group_size, "max_gts": max_gts}
         return DenoisingQueries(
             content.reshape(batch, groups * group_size, -1),

@@ -94,6 +94,28 @@ def test_schedules_and_solver_of_the_reference_configs():
     assert sparse.model.encoder.keep_ratios == [0.3] * 6 and sparse.model.keep_ratio == 0.3
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "configs/ddq/ddq_detr_r50_4scale_12ep.py",
+        "configs/combined/focus_ddq_detr_r50_4scale_12ep.py",
+    ],
+)
+def test_the_ddq_detr_recipe_is_mmdetections(path):
+    """mmdetection's DDQ-DETR config: only the backbone at a tenth of the lr, warmup from
+    1e-4 over 2000 iterations, images without annotations kept; DDQ-DETR's model freezes
+    the stem and res2 (Focus-DDQ-DETR keeps Focus-DETR's backbone)."""
+    cfg = LazyConfig.load(str(REPO / path))
+    assert cfg.optimizer.lr == 2e-4 and cfg.optimizer.weight_decay == 0.05
+    assert cfg.optimizer.params.lr_factors == {"backbone": 0.1}
+    scheduler = cfg.lr_multiplier
+    assert scheduler.warmup_factor == 1e-4
+    assert scheduler.warmup_length * cfg.train.max_iter == pytest.approx(2000)
+    assert scheduler.scheduler.milestones == [82500] and cfg.train.max_iter == 90000
+    assert cfg.dataloader.train.dataset.filter_empty is False
+    assert cfg.model.backbone.freeze_at == (2 if "ddq/" in path else 1)
+
+
 SHAPES_CONFIGS = {
     "dino": ("configs/dino/dino_shapes_cpu.py", "model.encoder.num_layers=1"),
     "focus_detr": (

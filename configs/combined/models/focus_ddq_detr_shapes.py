@@ -5,7 +5,7 @@ from detr_efficient.modeling.combined import FocusDDQDETR
 
 from ...ddq.models.ddq_detr_shapes import model as ddq
 from ...focus_detr.models.focus_detr_shapes import model
+from .ddq_queries import take_ddq_queries
 
 model._target_ = FocusDDQDETR
-for key in ("dense_loss", "distinct_iou", "decoder_distinct_iou", "dense_ratio"):
-    model[key] = ddq[key]
+take_ddq_queries(model, ddq)

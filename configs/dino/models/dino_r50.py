@@ -1,5 +1,6 @@
 """DINO 4-scale, ResNet-50 (SPEC §2): 900 queries, 100 denoising queries (label noise 0.5,
-box noise 1.0), 6 + 6 layers, FFN 2048, no dropout, 300 detections per image."""
+box noise 1.0), 6 + 6 layers, FFN 2048, no dropout, 300 detections per image. As in DINO's
+code, ``inverse_sigmoid`` clamps at 1e-3 (refinement, predicted boxes, denoising boxes)."""
 
 from detectron2.config import LazyCall as L
 
@@ -27,10 +28,13 @@ model = L(DINO)(
         num_dn_queries=100,
         label_noise_ratio=0.5,
         box_noise_scale=1.0,
+        eps=1e-3,
     ),
     num_classes=80,
     num_queries=900,
     embed_dim=256,
     num_feature_levels=4,
     num_detections=300,
+    box_eps=1e-3,
 )
+model.decoder.refine_eps = 1e-3

@@ -176,7 +176,7 @@ class DDQDETR(DINO):
             next_attn_mask=next_attn_mask,
         )
         boxes = [
-            (head(h) + inverse_sigmoid(r)).sigmoid()
+            (head(h) + inverse_sigmoid(r, self.box_eps)).sigmoid()
             for head, h, r in zip(box_heads, hidden, references[:-1], strict=True)
         ]
         logits = [head(h[:, :front]) for head, h in zip(class_heads, hidden, strict=True)]

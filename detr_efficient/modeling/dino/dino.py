@@ -34,6 +34,8 @@ class DINO(DeformableDetectorBase):
     - The class and box heads are shared by all decoder layers (official DINO); with
       ``share_heads=False`` each layer has its own (``class_heads``/``box_heads``, as in
       detrex).
+    - ``box_eps``: the clamp of ``inverse_sigmoid`` on the references of the predicted boxes
+      (DINO's code: 1e-3, mmdetection's DDQ-DETR head: 1e-5).
 
     ``forward`` returns the weighted loss dict in training and ``[{"instances"}]`` in eval.
     """
@@ -56,6 +58,7 @@ class DINO(DeformableDetectorBase):
         num_feature_levels: int = 4,
         num_detections: int = 300,
         share_heads: bool = True,
+        box_eps: float = 1e-5,
         **kwargs,
     ) -> None:
         super().__init__(
@@ -86,6 +89,7 @@ class DINO(DeformableDetectorBase):
             )
             self.box_heads = nn.ModuleList(box_head(embed_dim) for _ in range(layers))
         self.share_heads = share_heads
+        self.box_eps = float(box_eps)
         reset_transformer_parameters(self.encoder, self.decoder, self.proposals)
 
     def decoder_heads(self) -> tuple[list[nn.Module], list[nn.Module]]:
@@ -144,7 +148,7 @@ class DINO(DeformableDetectorBase):
         )
         logits = [head(h) for head, h in zip(class_heads, hidden, strict=True)]
         boxes = [
-            (head(h) + inverse_sigmoid(r)).sigmoid()
+            (head(h) + inverse_sigmoid(r, self.box_eps)).sigmoid()
             for head, h, r in zip(box_heads, hidden, references[:-1], strict=True)
         ]
         matching = slice(dn_size + group_size, None)

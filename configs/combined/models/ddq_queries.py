@@ -1,0 +1,10 @@
+"""DDQ-DETR's query settings, carried onto another DINO-family model config."""
+
+DDQ_QUERY_KEYS = ("dense_loss", "distinct_iou", "decoder_distinct_iou", "dense_ratio")
+
+
+def take_ddq_queries(model, ddq) -> None:
+    """Copy ``ddq``'s (a DDQ-DETR model config) distinct- and dense-query settings onto
+    ``model``."""
+    for key in DDQ_QUERY_KEYS:
+        model[key] = ddq[key]
