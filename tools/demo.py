@@ -230,6 +230,17 @@ def draw_kept_tokens(config: Path, checkpoint: Path, record: dict, output: Path,
     return path
 
 
+def detector_list(text: str) -> list[str]:
+    """``--detectors``: comma-separated names of ``DETECTORS``, in the order to train them."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in DETECTORS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown detector(s) {unknown or text!r}; choose from {', '.join(DETECTORS)}"
+        )
+    return names
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output", type=Path, default=Path("output/demo"))
@@ -238,10 +249,9 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--detectors",
-        nargs="+",
-        choices=list(DETECTORS),
+        type=detector_list,
         default=list(DETECTORS),
-        help="which small detectors to train (default: all, in this order)",
+        help=f"comma-separated small detectors to train (default: {','.join(DETECTORS)})",
     )
     parser.add_argument("overrides", nargs="*", help="train_net.py overrides, key=value")
     args = parser.parse_args()

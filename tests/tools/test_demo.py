@@ -1,6 +1,10 @@
 """tools/demo.py: the training time it reports is the one Detectron2 logged when the run
-trained, also when a finished run is reused (resumed for zero iterations)."""
+trained, also when a finished run is reused (resumed for zero iterations); the
+``--detectors`` list."""
 
+import argparse
+
+import pytest
 from conftest import load_tool
 
 TRAINED = (
@@ -22,3 +26,11 @@ def test_training_minutes_without_a_logged_training(tmp_path):
     assert demo.training_minutes(tmp_path) is None
     (tmp_path / "log.txt").write_text(REUSED)
     assert demo.training_minutes(tmp_path) is None
+
+
+def test_detectors_are_a_comma_separated_list_checked_against_the_known_ones():
+    demo = load_tool("demo")
+    assert demo.detector_list("dino, focus_ddq_detr") == ["dino", "focus_ddq_detr"]
+    for bad in ("dino,yolo", ",", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="choose from"):
+            demo.detector_list(bad)
