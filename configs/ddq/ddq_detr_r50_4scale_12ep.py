@@ -1,7 +1,7 @@
 """DDQ-DETR 4-scale R50 on COCO 2017, 12 epochs at batch 16 (SPEC §5: 51.3 AP), as
-mmdetection's config: AdamW lr 2e-4 (backbone 2e-5; the sampling offsets keep the full lr,
-unlike DINO's recipe), weight decay 0.05, gradient clipping at 0.1, linear warmup from 1e-4
-over 2000 iterations, lr x0.1 after epoch 11, and training images without annotations kept."""
+mmdetection's config: AdamW lr 2e-4 (backbone 2e-5), weight decay 0.05, gradient clipping at
+0.1, linear warmup from 1e-4 over 2000 iterations, lr x0.1 after epoch 11, and training images
+without annotations kept."""
 
 from ..common.schedule import coco_lr_multiplier
 from ..dino.dino_r50_4scale_12ep import dataloader, optimizer, train

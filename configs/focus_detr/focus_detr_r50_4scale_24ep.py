@@ -7,3 +7,6 @@ __all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
 
 train.max_iter = 180000
 train.output_dir = "./output/focus_detr_r50_4scale_24ep"
+# the official 24/36-epoch configs: sine encodings with temperature 20 and no offset
+model.position_embedding.temperature = 20
+model.position_embedding.offset = 0.0

@@ -21,13 +21,32 @@ from .tap import DecoderTap, QueryGroup
 
 __all__ = [
     "DeformableDetectorBase",
+    "PixelNormalizedDetector",
     "detections_in_original_size",
     "normalized_images",
     "normalized_targets",
 ]
 
 
-class DeformableDetectorBase(nn.Module):
+class PixelNormalizedDetector(nn.Module):
+    """A detector whose images are normalised by ``pixel_mean`` / ``pixel_std`` (buffers
+    ``[3, 1, 1]``, not saved in checkpoints); its ``device`` is theirs."""
+
+    def __init__(
+        self,
+        pixel_mean: Sequence[float] = (123.675, 116.280, 103.530),
+        pixel_std: Sequence[float] = (58.395, 57.120, 57.375),
+    ) -> None:
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+
+class DeformableDetectorBase(PixelNormalizedDetector):
     """Shared front and back end of a two-stage deformable DETR. Subclasses implement
     ``forward`` (query selection, decoding, heads).
 
@@ -64,7 +83,7 @@ class DeformableDetectorBase(nn.Module):
         size_divisibility: int = 0,
         num_detections: int = 100,
     ) -> None:
-        super().__init__()
+        super().__init__(pixel_mean, pixel_std)
         if num_classes < 1:
             raise ValueError(
                 f"{type(self).__name__}: 'num_classes' must be >= 1, got {num_classes}"
@@ -78,8 +97,6 @@ class DeformableDetectorBase(nn.Module):
         self.size_divisibility = size_divisibility
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, embed_dim))
         nn.init.normal_(self.level_embed)
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.encoder = encoder
         self.decoder = decoder
         self.criterion = criterion
@@ -101,10 +118,6 @@ class DeformableDetectorBase(nn.Module):
             yield self.tap
         finally:
             self.tap = None
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     def preprocess_images(self, batched_inputs: list[dict]) -> tuple[ImageList, torch.Tensor]:
         """Normalised, zero-padded images and their padding mask bool ``[B, H, W]``."""

@@ -73,7 +73,7 @@ def test_method_config_loads_from_elsewhere_and_checks(path, tmp_path, monkeypat
 def test_schedules_and_solver_of_the_reference_configs():
     dino = LazyConfig.load(str(REPO / "configs/dino/dino_r50_4scale_12ep.py"))
     assert dino.train.max_iter == 90000 and dino.optimizer.lr == 1e-4
-    assert dino.optimizer.params.lr_factors == {"backbone": 0.1, "*.sampling_offsets": 0.1}
+    assert dino.optimizer.params.lr_factors == {"backbone": 0.1}
     assert dino.train.clip_grad.enabled and dino.train.clip_grad.params.max_norm == 0.1
     assert dino.model.criterion.weight_dict == {
         "loss_class": 1.0,
@@ -92,6 +92,41 @@ def test_schedules_and_solver_of_the_reference_configs():
     assert focus.model.foreground_weight == 1.5
     sparse = LazyConfig.load(str(REPO / "configs/sparse_detr/sparse_detr_r50_4scale_12ep.py"))
     assert sparse.model.encoder.keep_ratios == [0.3] * 6 and sparse.model.keep_ratio == 0.3
+
+
+# (config, sampling-offset lr factor, backbone freeze_at, position temperature, offset):
+# what each method's official code does
+OFFICIAL_RECIPES = [
+    ("configs/dino/dino_r50_4scale_12ep.py", None, 2, 10000, -0.5),  # detrex's encodings
+    ("configs/deformable_detr/deformable_detr_r50_two_stage_50ep.py", 0.1, 2, 10000, -0.5),
+    ("configs/lite_detr/lite_dino_r50_4scale_36ep.py", None, 2, 20, 0.0),
+    ("configs/lite_detr/lite_deformable_detr_r50_two_stage_50ep.py", 0.1, 2, 10000, -0.5),
+    ("configs/focus_detr/focus_detr_r50_4scale_12ep.py", None, 1, 10000, -0.5),
+    ("configs/focus_detr/focus_detr_r50_4scale_36ep.py", None, 1, 20, 0.0),
+    ("configs/ddq/ddq_detr_r50_4scale_12ep.py", None, 2, 20, 0.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "offsets", "freeze_at", "temperature", "offset"), OFFICIAL_RECIPES
+)
+def test_recipes_follow_each_methods_official_code(path, offsets, freeze_at, temperature, offset):
+    cfg = LazyConfig.load(str(REPO / path))
+    assert cfg.optimizer.params.lr_factors.get("*.sampling_offsets") == offsets
+    assert cfg.optimizer.params.lr_factors["backbone"] == 0.1
+    assert cfg.model.backbone.freeze_at == freeze_at
+    position = cfg.model.position_embedding
+    assert (position.get("temperature", 10000), position.get("offset", -0.5)) == (
+        temperature,
+        offset,
+    )
+
+
+def test_focus_detrs_recipe_extras_are_the_official_codes():
+    cfg = LazyConfig.load(str(REPO / "configs/focus_detr/focus_detr_r50_4scale_36ep.py"))
+    assert cfg.optimizer.params.weight_decay_norm == 0.0
+    assert cfg.lr_multiplier.scheduler.milestones == [150000]  # after epoch 20 of 36
+    assert cfg.train.max_iter == 270000
 
 
 @pytest.mark.parametrize(
@@ -113,7 +148,7 @@ def test_the_ddq_detr_recipe_is_mmdetections(path):
     assert scheduler.warmup_length * cfg.train.max_iter == pytest.approx(2000)
     assert scheduler.scheduler.milestones == [82500] and cfg.train.max_iter == 90000
     assert cfg.dataloader.train.dataset.filter_empty is False
-    assert cfg.model.backbone.freeze_at == (2 if "ddq/" in path else 1)
+    assert cfg.model.backbone.freeze_at == (2 if "ddq/" in path else 1)  # Focus: detrex's
 
 
 SHAPES_CONFIGS = {

@@ -39,6 +39,7 @@ def test_refine_eps_clamps_the_refined_boxes(eps):
     [
         ("configs/dino/models/dino_r50.py", 1e-3, 1e-3, 1e-3),  # DINO's util.misc
         ("configs/focus_detr/models/focus_detr_r50.py", 1e-3, 1e-3, 1e-3),
+        ("configs/lite_detr/models/lite_dino_r50.py", 1e-3, 1e-3, 1e-3),  # its own decoder
         ("configs/ddq/models/ddq_detr_r50.py", 1e-3, 1e-5, 1e-3),  # mmdetection's DDQ-DETR
         ("configs/dino/models/dino_shapes.py", 1e-5, 1e-5, 1e-5),
     ],

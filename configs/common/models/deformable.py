@@ -32,8 +32,10 @@ from detr_efficient.modeling.token_selection import (
 )
 
 
-def resnet(depth=50, freeze_at=1, norm="FrozenBN"):
-    """Detectron2 ResNet giving res3-res5 (ImageNet weights via ``train.init_checkpoint``)."""
+def resnet(depth=50, freeze_at=2, norm="FrozenBN"):
+    """Detectron2 ResNet giving res3-res5 (ImageNet weights via ``train.init_checkpoint``).
+    ``freeze_at=2`` freezes the stem and res2, as the DETR, Deformable DETR, DINO, Lite DETR
+    and mmdetection codes do (detrex: 1, the stem only)."""
     return L(build_resnet)(
         depth=depth, out_features=("res3", "res4", "res5"), norm=norm, freeze_at=freeze_at
     )
@@ -160,9 +162,11 @@ def decoder(
     num_layers=6,
     dino=False,
     key_aware=False,
+    refine_eps=1e-5,
 ):
     """``dino=True``: query positions from boxes, look-forward-twice and a final norm;
-    ``key_aware=True``: KDA cross-attention (Lite DETR)."""
+    ``key_aware=True``: KDA cross-attention (Lite DETR); ``refine_eps``: the refinement's
+    ``inverse_sigmoid`` clamp (DINO's code: 1e-3)."""
     return L(DeformableTransformerDecoder)(
         layer=L(DeformableDecoderLayer)(
             cross_attn=attention(embed_dim, num_heads, num_levels, num_points, dropout, key_aware),
@@ -176,6 +180,7 @@ def decoder(
         query_pos_from_boxes=dino,
         look_forward_twice=dino,
         final_norm=dino,
+        refine_eps=refine_eps,
     )
 
 

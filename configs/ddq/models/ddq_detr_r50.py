@@ -19,7 +19,6 @@ model._target_ = DDQDETR
 model.distinct_iou = 0.8
 model.decoder_distinct_iou = 0.8
 model.dense_ratio = 1.5
-model.backbone.freeze_at = 2
 model.share_heads = False
 model.box_eps = 1e-5
 model.position_embedding.temperature = 20

@@ -20,7 +20,7 @@ def dense_loss(top_k):
 
 model = L(DDQFCN)(
     backbone=L(FPN)(
-        bottom_up=resnet(depth=50, freeze_at=2),  # stem and res2 (mmdetection's frozen_stages=1)
+        bottom_up=resnet(depth=50),
         in_features=["res3", "res4", "res5"],
         out_channels=256,
         top_block=L(LastLevelP6P7)(in_channels=256, out_channels=256, in_feature="p5"),

@@ -20,7 +20,7 @@ model = L(DINO)(
     neck=channel_mapper(in_channels=(512, 1024, 2048)),
     position_embedding=position_embedding(),
     encoder=encoder(ffn_dim=2048, dropout=0.0),
-    decoder=decoder(ffn_dim=2048, dropout=0.0, dino=True),
+    decoder=decoder(ffn_dim=2048, dropout=0.0, dino=True, refine_eps=1e-3),
     criterion=criterion(class_weight=1.0),
     denoising=L(ContrastiveDenoising)(
         num_classes="${..num_classes}",
@@ -37,4 +37,3 @@ model = L(DINO)(
     num_detections=300,
     box_eps=1e-3,
 )
-model.decoder.refine_eps = 1e-3

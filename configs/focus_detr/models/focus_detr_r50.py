@@ -1,6 +1,9 @@
 """Focus-DETR on DINO 4-scale, ResNet-50 (SPEC §3): DINO's model with a foreground token
 selector (top-down modulation), kept ratios ρ=0.5 × [1.0, 0.8, 0.6, 0.6, 0.4, 0.2] and dual
-attention over the top 300 tokens. Paper-faithful defaults; the official code's behaviour:
+attention over the top 300 tokens. As the official (detrex-based) code, only the stem is
+frozen. DINO's shared class / box heads (48.6M parameters, the paper's ≈48M); the official
+code has one per decoder layer (``model.share_heads=False``, 49.3M, needed to load its
+checkpoints). Paper-faithful defaults; the official code's behaviour:
 ``model.encoder.score_product="logits"``, ``model.encoder.value_source="original"``,
 ``model.scale_ranges=OFFICIAL_SCALE_RANGES`` (see ``detr_efficient.modeling.focus_detr``)."""
 
@@ -24,3 +27,4 @@ model.encoder = selective_encoder(
 model.strides = (8, 16, 32, 64)
 model.scale_ranges = PAPER_SCALE_RANGES
 model.foreground_weight = 1.5
+model.backbone.freeze_at = 1

@@ -21,8 +21,9 @@ ENCODER = re.escape("transformer.encoder.layers.")
 def convert(state_dict: Mapping[str, torch.Tensor]) -> Conversion:
     """The official DINO layout (``dino_official``) plus:
 
-    - the attention modules are KDA (``query_proj``, ``key_proj`` with ``proj_key=True``,
-      no ``attention_weights``): same names as ours;
+    - the attention modules are KDA (``query_proj``, no ``attention_weights``; the released
+      config's ``proj_key=False`` keeps no ``key_proj``, which ``proj_key=True`` checkpoints
+      would add): same names as ours;
     - the full encoder layers (``small_expand``) hold the low-level tokens' FFN
       ``linear12`` / ``linear22`` / ``norm22`` → ``encoder.layers.i.low_ffn.{linear1,
       linear2,norm}``.

@@ -14,7 +14,12 @@ from torch import nn
 from detr_efficient import ops
 from detr_efficient.layers.box_ops import box_xyxy_to_cxcywh
 
-from ..detector import detections_in_original_size, normalized_images, normalized_targets
+from ..detector import (
+    PixelNormalizedDetector,
+    detections_in_original_size,
+    normalized_images,
+    normalized_targets,
+)
 from ..multiscale import level_masks
 from .dense_loss import DenseQueryLoss
 from .distinct import select_distinct
@@ -43,7 +48,7 @@ class DenseAndDistinct:
 
 
 @META_ARCH_REGISTRY.register()
-class DDQFCN(nn.Module):
+class DDQFCN(PixelNormalizedDetector):
     """DDQ-FCN, SPEC §5.
 
     - ``backbone``: a Detectron2 backbone giving the ``in_features`` maps (FPN P3–P7);
@@ -75,7 +80,7 @@ class DDQFCN(nn.Module):
         pixel_mean: Sequence[float] = (123.675, 116.280, 103.530),
         pixel_std: Sequence[float] = (58.395, 57.120, 57.375),
     ) -> None:
-        super().__init__()
+        super().__init__(pixel_mean, pixel_std)
         if num_classes < 1 or candidates_per_level < 1 or num_queries < 1:
             raise ValueError(
                 "DDQFCN: num_classes, candidates_per_level and num_queries must be >= 1, got "
@@ -99,12 +104,6 @@ class DDQFCN(nn.Module):
         self.nms_iou = nms_iou
         self.num_queries = num_queries
         self.num_detections = num_detections
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
-
-    @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
 
     def dense_queries(self, maps, images, mask):
         """Dense predictions over the ``maps`` → (logits ``[B, S, K]``, boxes ``[B, S, 4]``
