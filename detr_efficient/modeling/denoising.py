@@ -39,8 +39,9 @@ def denoising_attn_mask(num_groups: int, group_size: int, num_queries: int, devi
 class ContrastiveDenoising(nn.Module):
     """Builds the denoising queries for a batch of targets.
 
-    ``num_dn_queries`` is the budget of positive + negative queries: G = budget // (2 M)
-    groups (at least 1) for the batch's largest target count M. Each label is replaced by a
+    ``num_dn_queries`` is DINO's ``dn_number``, a budget of positive + negative *pairs*:
+    G = budget // M groups (at least 1) of 2 M queries each, for the batch's largest target
+    count M, so about 2 × budget queries (DINO's code: 100 → about 200). Each label is replaced by a
     random class with probability ``label_noise_ratio / 2``. Box corners move by up to
     ``box_noise_scale`` times half the box size: by less than that for positives, between
     one and two times it for negatives. ``label_embed`` maps (noised) labels to content.
@@ -76,7 +77,7 @@ class ContrastiveDenoising(nn.Module):
         if max_gts == 0:
             return None
         device = self.label_embed.weight.device
-        groups = max(1, self.num_dn_queries // (2 * max_gts))
+        groups = max(1, self.num_dn_queries // max_gts)
         group_size = 2 * max_gts
         batch = len(targets)
 

@@ -19,9 +19,9 @@ def _targets():
 def test_group_count_layout_and_padding():
     torch.manual_seed(0)
     dn = ContrastiveDenoising(
-        num_classes=5, embed_dim=8, num_dn_queries=10, box_noise_scale=0.0, label_noise_ratio=0.0
+        num_classes=5, embed_dim=8, num_dn_queries=5, box_noise_scale=0.0, label_noise_ratio=0.0
     )(_targets())
-    # M = 2 targets at most: groups = 10 // 4 = 2, group size 4.
+    # M = 2 targets at most: groups = 5 pairs // 2 = 2 (DINO's dn_number // M), group size 4.
     assert dn.meta == {"num_groups": 2, "group_size": 4, "max_gts": 2}
     assert dn.content.shape == (2, 8, 8) and dn.boxes.shape == (2, 8, 4)
     # Without noise, every copy of a target reproduces its box; image 1 is all padding.

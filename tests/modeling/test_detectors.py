@@ -71,6 +71,22 @@ def test_training_losses_are_finite_and_every_parameter_gets_a_gradient(name):
     assert missing == []
 
 
+@pytest.mark.parametrize("name", ["dino", "focus_detr", "ddq_detr"])
+def test_a_batch_without_ground_truth_keeps_every_loss_and_parameter(name):
+    """Crops can leave a process's whole batch without boxes. It must log the same losses as
+    the others (Detectron2 averages the loss dicts of all processes by the first one's keys)
+    and give every parameter a gradient (DDP without ``find_unused_parameters``)."""
+    model = _model(name).train()
+    full = set(model(_batch()))
+    empty = [_sample(96, 128, [], []), _sample(80, 80, [], [])]
+    losses = model(empty)
+    assert set(losses) == full
+    assert all(float(losses[k].detach()) == 0.0 for k in losses if "_dn" in k)
+    sum(losses.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+
+
 @pytest.mark.parametrize("name", ["dino", "deformable_detr", "lite_dino", "ddq_detr"])
 def test_detections_are_in_original_image_coordinates(name):
     model = _model(name, **{"model.num_detections": 7})

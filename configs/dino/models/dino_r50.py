@@ -1,6 +1,7 @@
-"""DINO 4-scale, ResNet-50 (SPEC §2): 900 queries, 100 denoising queries (label noise 0.5,
-box noise 1.0), 6 + 6 layers, FFN 2048, no dropout, 300 detections per image. As in DINO's
-code, ``inverse_sigmoid`` clamps at 1e-3 (refinement, predicted boxes, denoising boxes)."""
+"""DINO 4-scale, ResNet-50 (SPEC §2): 900 queries, 100 denoising pairs as DINO's
+``dn_number`` (about 200 queries; label noise 0.5, box noise 1.0), 6 + 6 layers, FFN 2048,
+no dropout, 300 detections per image. As in DINO's code, ``inverse_sigmoid`` clamps at 1e-3
+(refinement, predicted boxes, denoising boxes)."""
 
 from detectron2.config import LazyCall as L
 

@@ -24,7 +24,7 @@ model = L(DINO)(
     denoising=L(ContrastiveDenoising)(
         num_classes="${..num_classes}",
         embed_dim="${..embed_dim}",
-        num_dn_queries=50,
+        num_dn_queries=25,  # pairs: about 50 queries
         label_noise_ratio=0.5,
         box_noise_scale=1.0,
     ),

@@ -204,6 +204,8 @@ class DDQDETR(DINO):
         )
         losses = self.criterion(outputs, targets)
         losses.update(self.dense_losses(hidden, boxes, dense, front, targets))
+        if dn is None and self.denoising is not None:
+            losses.update(self.empty_denoising_losses())
         return losses
 
     def _block_mask(self, dn, dn_size, group_size, width, num_dense) -> torch.Tensor:

@@ -162,7 +162,18 @@ class DINO(DeformableDetectorBase):
 
         enc_outputs = {"pred_logits": enc_logits, "pred_boxes": enc_boxes}
         outputs = self.criterion_outputs(logits, boxes, matching, enc_outputs, dn)
-        return self.criterion(outputs, targets)
+        losses = self.criterion(outputs, targets)
+        if dn is None and self.denoising is not None:
+            losses.update(self.empty_denoising_losses())
+        return losses
+
+    def empty_denoising_losses(self) -> dict[str, torch.Tensor]:
+        """Zero ``loss_{class,bbox,giou}_dn[_i]`` tied to the label embedding, for a training
+        batch without any ground truth: every process then logs the same losses and, under
+        DDP, uses every parameter (DINO's code adds ``label_enc.weight[0, 0] * 0``)."""
+        zero = self.denoising.label_embed.weight.sum() * 0.0
+        suffixes = ["_dn"] + [f"_dn_{i}" for i in range(len(self.decoder.layers) - 1)]
+        return {f"loss_{name}{s}": zero for name in ("class", "bbox", "giou") for s in suffixes}
 
     @staticmethod
     def criterion_outputs(logits, boxes, matching, enc_outputs, dn, query_masks=None) -> dict:
