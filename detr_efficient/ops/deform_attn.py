@@ -30,15 +30,12 @@ def _check_levels(op: str, spatial_shapes, level_start_index, value, levels: int
     check_tensor(op, "level_start_index", level_start_index, (levels,), (torch.int64,))
     if torch.compiler.is_compiling():  # values are unknown while tracing
         return
-    for name, tensor in (
-        ("spatial_shapes", spatial_shapes),
-        ("level_start_index", level_start_index),
-    ):
-        if tensor.device != value.device:
-            raise ValueError(
-                f"{op}: all tensors must be on one device, got '{name}' on {tensor.device} "
-                f"and 'value' on {value.device}"
-            )
+    levels_and_value = {
+        "value": value,
+        "spatial_shapes": spatial_shapes,
+        "level_start_index": level_start_index,
+    }
+    check_same_device(op, levels_and_value)
     tokens = value.shape[1]
     both = torch.cat([spatial_shapes.reshape(-1), level_start_index]).tolist()
     shapes = [both[2 * level : 2 * level + 2] for level in range(levels)]
