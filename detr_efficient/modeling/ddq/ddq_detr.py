@@ -12,10 +12,9 @@ from torch import nn
 from detr_efficient import ops
 from detr_efficient.layers.box_ops import inverse_sigmoid
 
-from ..denoising import denoising_attn_mask
 from ..dino import DINO
 from ..heads import box_head, class_head
-from ..tap import QueryGroup, isolated_group_mask
+from ..tap import QueryGroup
 from .dense_loss import DenseQueryLoss
 from .distinct import distinct_attn_mask, select_distinct, suppress_duplicates
 
@@ -121,28 +120,20 @@ class DDQDETR(DINO):
         reference, content, enc_logits, enc_boxes, distinct = self.select_distinct_queries(
             proposed, mapped
         )
-        batch, width = reference.shape[:2]
+        batch = reference.shape[0]
         queries = QueryGroup(content, reference)
         group = self.tap.group if self.tap is not None else None
         dn = self.denoising(targets) if self.training and self.denoising is not None else None
         dense = self.select_dense_queries(proposed, mapped) if self.training else None
-        parts = [queries]
-        dn_size = group_size = num_dense = 0
-        if group is not None:
-            group.check(batch, self.embed_dim, type(self).__name__)
-            parts.insert(0, group)
-            group_size = group.content.shape[1]
-        if dn is not None:
-            dn_size = dn.content.shape[1]
-            parts.insert(0, QueryGroup(dn.content, dn.boxes.sigmoid()))
+        stacked, inner, dn_size, group_size = self.stack_queries(queries, dn, group)
+        content, reference = stacked.content, stacked.reference
+        front = content.shape[1]  # everything but the dense queries
+        num_dense = 0
         if dense is not None:
             num_dense = dense[0].shape[1]
-            parts.append(QueryGroup(dense[1], dense[0]))
-        content = torch.cat([part.content.to(content.dtype) for part in parts], dim=1)
-        reference = torch.cat([part.reference for part in parts], dim=1)
-
-        front = dn_size + group_size + width  # everything but the dense queries
-        base = self._block_mask(dn, dn_size, group_size, width, num_dense)
+            content = torch.cat([content, dense[1].to(content.dtype)], dim=1)
+            reference = torch.cat([reference, dense[0]], dim=1)
+        base = self._with_dense_block(inner, front, num_dense)
         matching = slice(dn_size + group_size, front)
         heads = self.decoder.layers[0].self_attn.num_heads
         class_heads, box_heads = self.decoder_heads()
@@ -202,27 +193,17 @@ class DDQDETR(DINO):
         outputs = self.criterion_outputs(
             logits, boxes, matching, enc_outputs, dn, query_masks=distinct_per_layer
         )
-        losses = self.criterion(outputs, targets)
+        losses = self.training_losses(outputs, targets, dn)
         losses.update(self.dense_losses(hidden, boxes, dense, front, targets))
-        if dn is None and self.denoising is not None:
-            losses.update(self.empty_denoising_losses())
         return losses
 
-    def _block_mask(self, dn, dn_size, group_size, width, num_dense) -> torch.Tensor:
-        """Self-attention mask bool ``[P, P]`` (True = may not attend) of the queries in the
-        order denoising (``dn``, ``dn_size``), group, matching (``width``), dense: DINO's
-        denoising mask, the group and the dense queries each isolated."""
-        front = dn_size + group_size + width
+    def _with_dense_block(self, inner, front: int, num_dense: int) -> torch.Tensor:
+        """Self-attention mask bool ``[P, P]`` (True = may not attend) of the ``front``
+        queries of ``stack_queries`` (its mask ``inner``; None: all attend to all) followed by
+        ``num_dense`` dense queries that attend only to each other, and no one to them."""
         base = torch.zeros(
             front + num_dense, front + num_dense, dtype=torch.bool, device=self.device
         )
-        inner = None
-        if dn is not None:
-            inner = denoising_attn_mask(
-                dn.meta["num_groups"], dn.meta["group_size"], width, self.device
-            )
-        if group_size:
-            inner = isolated_group_mask(inner, dn_size, group_size, front, self.device)
         if inner is not None:
             base[:front, :front] = inner
         base[:front, front:] = True

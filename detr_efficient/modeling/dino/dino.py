@@ -125,26 +125,16 @@ class DINO(DeformableDetectorBase):
         group = self.tap.group if self.tap is not None else None
 
         dn = self.denoising(targets) if self.training and self.denoising is not None else None
-        parts, attn_mask, dn_size, group_size = [queries], None, 0, 0
-        if group is not None:
-            group.check(batch, self.embed_dim, type(self).__name__)
-            parts.insert(0, group)
-            group_size = group.content.shape[1]
-        if dn is not None:
-            dn_size = dn.content.shape[1]
-            parts.insert(0, QueryGroup(dn.content, dn.boxes.sigmoid()))
-            attn_mask = denoising_attn_mask(
-                dn.meta["num_groups"], dn.meta["group_size"], width, self.device
-            )
-        if group is not None:
-            total = dn_size + group_size + width
-            attn_mask = isolated_group_mask(attn_mask, dn_size, group_size, total, self.device)
-        content = torch.cat([part.content.to(content.dtype) for part in parts], dim=1)
-        reference = torch.cat([part.reference for part in parts], dim=1)
+        stacked, attn_mask, dn_size, group_size = self.stack_queries(queries, dn, group)
 
         class_heads, box_heads = self.decoder_heads()
         hidden, references = self.decoder(
-            content, reference, token_map, memory, box_heads, self_attn_mask=attn_mask
+            stacked.content,
+            stacked.reference,
+            token_map,
+            memory,
+            box_heads,
+            self_attn_mask=attn_mask,
         )
         logits = [head(h) for head, h in zip(class_heads, hidden, strict=True)]
         boxes = [
@@ -162,18 +152,49 @@ class DINO(DeformableDetectorBase):
 
         enc_outputs = {"pred_logits": enc_logits, "pred_boxes": enc_boxes}
         outputs = self.criterion_outputs(logits, boxes, matching, enc_outputs, dn)
-        losses = self.criterion(outputs, targets)
-        if dn is None and self.denoising is not None:
-            losses.update(self.empty_denoising_losses())
-        return losses
+        return self.training_losses(outputs, targets, dn)
 
-    def empty_denoising_losses(self) -> dict[str, torch.Tensor]:
-        """Zero ``loss_{class,bbox,giou}_dn[_i]`` tied to the label embedding, for a training
-        batch without any ground truth: every process then logs the same losses and, under
-        DDP, uses every parameter (DINO's code adds ``label_enc.weight[0, 0] * 0``)."""
+    def stack_queries(self, queries: QueryGroup, dn, group: QueryGroup | None):
+        """The decoder input in the order denoising (``dn``), ``group`` (the tap's), ``queries``
+        (matching) → (their concatenation ``[B, P, *]`` in the queries' dtype, the
+        self-attention mask bool ``[P, P]`` (True = may not attend; None: all attend to all)
+        of DINO's denoising groups and the isolated group, the denoising and group sizes)."""
+        batch, width = queries.reference.shape[:2]
+        parts, attn_mask, dn_size, group_size = [queries], None, 0, 0
+        if group is not None:
+            group.check(batch, self.embed_dim, type(self).__name__)
+            parts.insert(0, group)
+            group_size = group.content.shape[1]
+        if dn is not None:
+            dn_size = dn.content.shape[1]
+            parts.insert(0, QueryGroup(dn.content, dn.boxes.sigmoid()))
+            attn_mask = denoising_attn_mask(
+                dn.meta["num_groups"], dn.meta["group_size"], width, self.device
+            )
+        if group is not None:
+            total = dn_size + group_size + width
+            attn_mask = isolated_group_mask(attn_mask, dn_size, group_size, total, self.device)
+        dtype = queries.content.dtype
+        stacked = QueryGroup(
+            torch.cat([part.content.to(dtype) for part in parts], dim=1),
+            torch.cat([part.reference for part in parts], dim=1),
+        )
+        return stacked, attn_mask, dn_size, group_size
+
+    def training_losses(self, outputs: dict, targets: list[dict], dn) -> dict[str, torch.Tensor]:
+        """The criterion's losses; for a batch without any ground truth (no ``dn``), zero
+        ``loss_{class,bbox,giou}_dn[_i]`` tied to the label embedding, so every process logs
+        the same losses and, under DDP, uses every parameter (DINO's code adds
+        ``label_enc.weight[0, 0] * 0``)."""
+        losses = self.criterion(outputs, targets)
+        if dn is not None or self.denoising is None:
+            return losses
         zero = self.denoising.label_embed.weight.sum() * 0.0
         suffixes = ["_dn"] + [f"_dn_{i}" for i in range(len(self.decoder.layers) - 1)]
-        return {f"loss_{name}{s}": zero for name in ("class", "bbox", "giou") for s in suffixes}
+        losses.update(
+            {f"loss_{name}{s}": zero for name in ("class", "bbox", "giou") for s in suffixes}
+        )
+        return losses
 
     @staticmethod
     def criterion_outputs(logits, boxes, matching, enc_outputs, dn, query_masks=None) -> dict:
