@@ -3,23 +3,7 @@ ResNet-50 one through its predictions (logits distillation, class 1 / L1 5 / GIo
 features (target-aware, top-100 queries) and its 900 queries (query-prior assignment). Only
 the queries each model keeps distinct take part. Set ``model.teacher_weights``."""
 
-import copy
-
-from detectron2.config import LazyCall as L
-
-from detr_efficient.modeling import DETRDistill
-from detr_efficient.modeling.detr_distill import FeatureDistillation, LogitsDistillation
-
 from ...ddq.models.ddq_detr_r50 import model as student
+from .parts import detr_distill, resnet101_teacher
 
-teacher = copy.deepcopy(student)
-teacher.backbone.depth = 101
-
-model = L(DETRDistill)(
-    student=student,
-    teacher=teacher,
-    teacher_weights="",
-    logits_distill=L(LogitsDistillation)(class_weight=1.0, bbox_weight=5.0, giou_weight=2.0),
-    feature_distill=L(FeatureDistillation)(student_dim=256, teacher_dim=256, top_k=100),
-    query_weight=1.0,
-)
+model = detr_distill(student, resnet101_teacher(student), student_dim=256, teacher_dim=256)

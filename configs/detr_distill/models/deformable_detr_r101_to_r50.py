@@ -3,23 +3,7 @@ refinement) trains the ResNet-50 one through its predictions (logits distillatio
 L1 5 / GIoU 2), its neck features (target-aware, top-100 queries) and its 300 queries
 (query-prior assignment). Set ``model.teacher_weights`` to the teacher's checkpoint."""
 
-import copy
-
-from detectron2.config import LazyCall as L
-
-from detr_efficient.modeling import DETRDistill
-from detr_efficient.modeling.detr_distill import FeatureDistillation, LogitsDistillation
-
 from ...deformable_detr.models.deformable_detr_r50 import model as student
+from .parts import detr_distill, resnet101_teacher
 
-teacher = copy.deepcopy(student)
-teacher.backbone.depth = 101
-
-model = L(DETRDistill)(
-    student=student,
-    teacher=teacher,
-    teacher_weights="",
-    logits_distill=L(LogitsDistillation)(class_weight=1.0, bbox_weight=5.0, giou_weight=2.0),
-    feature_distill=L(FeatureDistillation)(student_dim=256, teacher_dim=256, top_k=100),
-    query_weight=1.0,
-)
+model = detr_distill(student, resnet101_teacher(student), student_dim=256, teacher_dim=256)
