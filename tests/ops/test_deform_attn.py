@@ -145,16 +145,19 @@ def test_low_precision_within_its_precision(device, dtype, tolerance, op):
     )
 
 
+# D = 8, 16, 64, 128: on CUDA, one to sixteen 16-byte vectors of 8 channels per head, held by
+# groups of 4, 4, 8 and 16 lanes.
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("channels", [8, 16, 64, 128])
 @pytest.mark.parametrize("op", OPS)
-def test_low_precision_gradients(device, dtype, op):
+def test_low_precision_gradients(device, dtype, channels, op):
     kernel, reference, pick = OPS[op]
-    inputs = make_inputs(1, [(6, 6), (3, 3)], 2, 16, 12, 4, seed=8)
+    inputs = make_inputs(1, [(6, 6), (3, 3)], 2, channels, 12, 4, seed=8)
     rounded = {k: v.to(dtype).double() if v.is_floating_point() else v for k, v in inputs.items()}
     theirs = to(pick(rounded), "cpu", requires_grad=True)
     ours = to([a.to(dtype) if a.is_floating_point() else a for a in pick(inputs)], device, True)
-    grad_output = torch.randn(1, 12, 32, dtype=torch.float64)
+    grad_output = torch.randn(1, 12, 2 * channels, dtype=torch.float64)
     for got, want in zip(
         grads_of(kernel, ours, grad_output.to(device, dtype)),
         grads_of(reference, theirs, grad_output.to(dtype).double()),
@@ -163,6 +166,59 @@ def test_low_precision_gradients(device, dtype, op):
         assert got.dtype == dtype
         scale = want.abs().max().item() + 1e-6
         torch.testing.assert_close(got.double().cpu(), want, rtol=0.05, atol=0.02 * scale)
+
+
+# On CUDA, D = 4, 8, 32, 64, 128 float32 channels are 16-byte vectors of 4 held by groups of
+# 4, 4, 8, 16 and 32 lanes; D = 33 is one channel per lane. B*Q*H = 21 tasks leave the last
+# groups of a warp idle.
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("channels", [4, 8, 32, 33, 64, 128])
+@pytest.mark.parametrize("op", OPS)
+def test_float32_forward_and_gradients_for_every_lane_layout(device, channels, op):
+    kernel, reference, pick = OPS[op]
+    inputs = make_inputs(1, [(5, 6), (3, 3)], 3, channels, 7, 3, seed=channels)
+    rounded = {k: v.float().double() if v.is_floating_point() else v for k, v in inputs.items()}
+    theirs = to(pick(rounded), "cpu", requires_grad=True)
+    ours = to([a.float() if a.is_floating_point() else a for a in pick(inputs)], device, True)
+    expected = reference(*theirs)
+    torch.testing.assert_close(kernel(*ours).double().cpu(), expected, rtol=1e-5, atol=1e-5)
+    grad_output = torch.randn_like(expected).float()
+    for got, want in zip(
+        grads_of(kernel, ours, grad_output.to(device)),
+        grads_of(reference, theirs, grad_output.double()),
+        strict=True,
+    ):
+        assert got.dtype == torch.float32
+        scale = want.abs().max().item() + 1.0
+        torch.testing.assert_close(got.double().cpu(), want, rtol=1e-4, atol=1e-5 * scale)
+
+
+def _one_element_in(t):
+    """A contiguous copy of t that starts one element into its storage (off 16-byte boundaries)."""
+    storage = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)
+    return storage[1:].view_as(t).copy_(t)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", OPS)
+def test_tensors_off_16_byte_boundaries_give_the_same_results(device, op):
+    # On CUDA such tensors are read one channel per lane instead of in 16-byte vectors.
+    kernel, _, pick = OPS[op]
+    inputs = make_inputs(2, [(4, 5), (2, 3)], 2, 32, 9, 2, seed=12, dtype=torch.float32)
+    aligned = to(pick(inputs), device, requires_grad=True)
+    shifted = [_one_element_in(a.detach()) if a.is_floating_point() else a for a in aligned]
+    assert all(a.storage_offset() == 1 for a in shifted if a.is_floating_point())
+    for a in shifted:
+        a.requires_grad_(a.is_floating_point())
+    out = kernel(*aligned)
+    torch.testing.assert_close(kernel(*shifted), out, rtol=1e-6, atol=1e-6)
+    grad_output = torch.randn_like(out)
+    for got, want in zip(
+        grads_of(kernel, shifted, _one_element_in(grad_output)),
+        grads_of(kernel, aligned, grad_output),
+        strict=True,
+    ):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("device", DEVICES)

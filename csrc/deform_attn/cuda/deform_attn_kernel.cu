@@ -1,12 +1,18 @@
 // Multi-scale and key-aware deformable attention on the GPU, forward and backward.
 //
-// One warp per (batch, query, head); lane l holds channels l, l + 32, ... (up to kChunks of
-// them, D <= 128) in registers, so reads of a sampled corner are coalesced across the warp and
-// every accumulation is in float32 (float64 for float64). Gradients with respect to locations
-// and attention weights are reduced with warp shuffles; value/key gradients are accumulated
-// with atomics into a float32 (float64) buffer and cast to the input dtype at the end.
-// KDA is fused: each sampled point is fetched once for both its logit and its value, with an
-// online softmax, and the backward recomputes the samples from the saved log-sum-exp.
+// A group of kGroup consecutive lanes of a warp serves one (batch, query, head): lane g holds
+// the channels of vectors g, g + kGroup, ... (kChunks of them, kVec channels each) in
+// registers. Where D is a multiple of 16 bytes' worth of channels and the tensors are 16-byte
+// aligned, a vector is one 16-byte load (4 float32 or 8 float16/bfloat16 channels), so a
+// sampled corner of D = 32 float32 channels is read by 8 lanes with one load each and a warp
+// serves 4 heads at once; otherwise kVec = 1 and 32 lanes hold channels l, l + 32, ... Either
+// way the reads of a corner are coalesced and every accumulation is in float32 (float64 for
+// float64). Gradients with respect to locations and attention weights are reduced with
+// shuffles within the group; value/key gradients are accumulated with atomics (one float4
+// atomic per 4 channels on sm_90+) into a float32 (float64) buffer and cast to the input dtype
+// at the end. KDA is fused: each sampled point is fetched once for both its logit and its
+// value, with an online softmax, and the backward recomputes the samples from the saved
+// log-sum-exp.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -14,7 +20,11 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <cstdint>
+#include <initializer_list>
 #include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include "../bilinear.h"
 #include "../deform_shape.h"
@@ -23,28 +33,149 @@ namespace detr_efficient {
 namespace {
 
 constexpr int kWarp = 32;
-constexpr int kWarpsPerBlock = 8;
-constexpr int kMaxChunks = 4;
+constexpr int kThreadsPerBlock = 256;
+constexpr int kMaxChannels = 128;
+constexpr int kVectorBytes = 16;
 
-template <typename acc_t>
-__device__ __forceinline__ acc_t warp_sum(acc_t v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) {
+// How a group of kGroup lanes holds the D channels of one head: lane g holds vectors
+// i * kGroup + g for i < kChunks, each of kVec consecutive channels (kSize values per lane).
+template <int kGroup_, int kVec_, int kChunks_>
+struct Lanes {
+  static constexpr int kGroup = kGroup_, kVec = kVec_, kChunks = kChunks_, kSize = kVec_ * kChunks_;
+  static_assert(kWarp % kGroup == 0, "a group must tile the warp");
+
+  // First channel of the lane's vector i.
+  __device__ static int64_t channel(int lane, int i) { return (static_cast<int64_t>(i) * kGroup + lane) * kVec; }
+};
+
+// Copies N values of T between 16-byte-aligned addresses with 16-byte accesses.
+template <int N, typename T>
+__device__ __forceinline__ void copy_aligned(T* __restrict__ to, const T* __restrict__ from) {
+  static_assert((N * sizeof(T)) % kVectorBytes == 0, "whole 16-byte vectors only");
+#pragma unroll
+  for (int k = 0; k < static_cast<int>(N * sizeof(T) / kVectorBytes); ++k) {
+    reinterpret_cast<uint4*>(to)[k] = reinterpret_cast<const uint4*>(from)[k];
+  }
+}
+
+// The lane's channels of `row` (channels [0, D)) as acc_t; zero past D.
+template <typename M, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void load_lane(const scalar_t* __restrict__ row, int64_t channels, int lane,
+                                          acc_t (&out)[M::kSize]) {
+#pragma unroll
+  for (int i = 0; i < M::kChunks; ++i) {
+    const int64_t d = M::channel(lane, i);
+    scalar_t v[M::kVec];
+    if (d < channels) {
+      if constexpr (M::kVec == 1) {
+        v[0] = row[d];
+      } else {
+        copy_aligned<M::kVec>(v, row + d);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < M::kVec; ++k) {
+      out[i * M::kVec + k] = d < channels ? static_cast<acc_t>(v[k]) : acc_t(0);
+    }
+  }
+}
+
+// Writes the lane's channels of `row` (channels [0, D)) from `in`, cast to out_t.
+template <typename M, typename out_t, typename acc_t>
+__device__ __forceinline__ void store_lane(out_t* __restrict__ row, int64_t channels, int lane,
+                                           const acc_t (&in)[M::kSize]) {
+#pragma unroll
+  for (int i = 0; i < M::kChunks; ++i) {
+    const int64_t d = M::channel(lane, i);
+    if (d >= channels) {
+      continue;
+    }
+    out_t v[M::kVec];
+#pragma unroll
+    for (int k = 0; k < M::kVec; ++k) {
+      v[k] = static_cast<out_t>(in[i * M::kVec + k]);
+    }
+    if constexpr (M::kVec == 1) {
+      row[d] = v[0];
+    } else {
+      copy_aligned<M::kVec>(row + d, v);
+    }
+  }
+}
+
+// *p += (a, b, c, d) for 16-byte-aligned p: one vector atomic on sm_90 and later.
+__device__ __forceinline__ void atomic_add4(float* p, float a, float b, float c, float d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  atomicAdd(reinterpret_cast<float4*>(p), make_float4(a, b, c, d));
+#else
+  atomicAdd(p, a);
+  atomicAdd(p + 1, b);
+  atomicAdd(p + 2, c);
+  atomicAdd(p + 3, d);
+#endif
+}
+
+// row[channels of the lane] += scale * x, atomically (row is a float32/float64 buffer).
+template <typename M, typename acc_t>
+__device__ __forceinline__ void atomic_add_lane(acc_t* row, int64_t channels, int lane, const acc_t (&x)[M::kSize],
+                                                acc_t scale) {
+#pragma unroll
+  for (int i = 0; i < M::kChunks; ++i) {
+    const int64_t d = M::channel(lane, i);
+    if (d >= channels) {
+      continue;
+    }
+    const acc_t* v = x + i * M::kVec;
+    if constexpr (std::is_same_v<acc_t, float> && M::kVec % 4 == 0) {
+#pragma unroll
+      for (int k = 0; k < M::kVec; k += 4) {
+        atomic_add4(row + d + k, scale * v[k], scale * v[k + 1], scale * v[k + 2], scale * v[k + 3]);
+      }
+    } else {
+#pragma unroll
+      for (int k = 0; k < M::kVec; ++k) {
+        atomicAdd(row + d + k, scale * v[k]);
+      }
+    }
+  }
+}
+
+// Sum of v over the lane's group (every lane of the warp must call it).
+template <typename M, typename acc_t>
+__device__ __forceinline__ acc_t group_sum(acc_t v) {
+#pragma unroll
+  for (int offset = M::kGroup / 2; offset > 0; offset /= 2) {
     v += __shfl_xor_sync(0xffffffffu, v, offset);
   }
   return v;
 }
 
-// This thread's warp: index (b * Q + q) * H + h, its batch b and head h, and its lane.
-struct WarpTask {
-  int64_t warp, b, h;
+template <typename M, typename acc_t>
+__device__ __forceinline__ acc_t dot(const acc_t (&a)[M::kSize], const acc_t (&b)[M::kSize]) {
+  acc_t sum = 0;
+#pragma unroll
+  for (int e = 0; e < M::kSize; ++e) {
+    sum += a[e] * b[e];
+  }
+  return sum;
+}
+
+// This thread's task, (b * Q + q) * H + h, its batch b, head h and lane in the group. Groups past
+// the last task (in the last warp) repeat the last task with `active` false: they take part in
+// the shuffles but write nothing.
+struct Task {
+  int64_t task, b, h;
   int lane;
   bool active;
 };
 
-__device__ __forceinline__ WarpTask warp_task(const DeformShape& s) {
-  const int64_t warp = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / kWarp;
-  return {warp, warp / (s.heads * s.queries), warp % s.heads, static_cast<int>(threadIdx.x % kWarp),
-          warp < s.batch * s.queries * s.heads};
+template <typename M>
+__device__ __forceinline__ Task task_of(const DeformShape& s) {
+  const int64_t tasks = s.batch * s.queries * s.heads;
+  const int64_t own = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / M::kGroup;
+  const bool active = own < tasks;
+  const int64_t task = active ? own : tasks - 1;
+  return {task, task / (s.heads * s.queries), task % s.heads, static_cast<int>(threadIdx.x % M::kGroup), active};
 }
 
 // Pointers and sizes of one call.
@@ -64,107 +195,95 @@ struct Layout {
   }
 };
 
-// Lane's channels of the bilinear sample of `map` at `corners`.
-template <int kChunks, typename scalar_t, typename acc_t>
-__device__ __forceinline__ void sample_lane(const Layout<acc_t>& in, const scalar_t* __restrict__ map, int64_t b,
-                                            int64_t h, const Bilinear<acc_t>& corners, int lane, acc_t (&out)[kChunks]) {
+// The lane's channels of the four corner rows of `map` (zero outside the map).
+template <typename M, typename scalar_t, typename acc_t>
+__device__ __forceinline__ void load_corners(const Layout<acc_t>& in, const scalar_t* __restrict__ map, int64_t b,
+                                             int64_t h, const Bilinear<acc_t>& corners, int lane,
+                                             acc_t (&rows)[4][M::kSize]) {
 #pragma unroll
-  for (int i = 0; i < kChunks; ++i) {
-    out[i] = 0;
-  }
   for (int c = 0; c < 4; ++c) {
     if (corners.token[c] < 0) {
-      continue;
-    }
-    const scalar_t* row = map + in.row(b, corners.token[c], h);
 #pragma unroll
-    for (int i = 0; i < kChunks; ++i) {
-      const int64_t d = lane + kWarp * i;
-      if (d < in.s.channels) {
-        out[i] += corners.weight[c] * static_cast<acc_t>(row[d]);
+      for (int e = 0; e < M::kSize; ++e) {
+        rows[c][e] = 0;
       }
+    } else {
+      load_lane<M>(map + in.row(b, corners.token[c], h), in.s.channels, lane, rows[c]);
     }
   }
 }
 
-template <int kChunks, typename scalar_t, typename acc_t>
+// Bilinear blend of the four corner rows.
+template <typename M, typename acc_t>
+__device__ __forceinline__ void blend(const Bilinear<acc_t>& corners, const acc_t (&rows)[4][M::kSize],
+                                      acc_t (&out)[M::kSize]) {
+#pragma unroll
+  for (int e = 0; e < M::kSize; ++e) {
+    out[e] = corners.weight[0] * rows[0][e] + corners.weight[1] * rows[1][e] + corners.weight[2] * rows[2][e] +
+        corners.weight[3] * rows[3][e];
+  }
+}
+
+template <typename M, typename scalar_t, typename acc_t>
 __global__ void msda_forward_kernel(Layout<acc_t> in, const scalar_t* __restrict__ value,
                                     const acc_t* __restrict__ attention, scalar_t* __restrict__ out) {
   const DeformShape& s = in.s;
-  const WarpTask task = warp_task(s);
-  if (!task.active) {
-    return;
-  }
-  const int64_t warp = task.warp, b = task.b, h = task.h;
-  const int lane = task.lane;
-  acc_t acc[kChunks] = {};
-  acc_t sample[kChunks];
+  const Task t = task_of<M>(s);
+  acc_t acc[M::kSize] = {};
+  acc_t rows[4][M::kSize];
   for (int64_t l = 0; l < s.levels; ++l) {
     for (int64_t p = 0; p < s.points; ++p) {
-      const int64_t point = (warp * s.levels + l) * s.points + p;
-      sample_lane<kChunks>(in, value, b, h, in.corners(point, l), lane, sample);
+      const int64_t point = (t.task * s.levels + l) * s.points + p;
+      const Bilinear<acc_t> corners = in.corners(point, l);
+      load_corners<M>(in, value, t.b, t.h, corners, t.lane, rows);
       const acc_t a = attention[point];
 #pragma unroll
-      for (int i = 0; i < kChunks; ++i) {
-        acc[i] += a * sample[i];
+      for (int c = 0; c < 4; ++c) {
+        const acc_t w = a * corners.weight[c];
+#pragma unroll
+        for (int e = 0; e < M::kSize; ++e) {
+          acc[e] += w * rows[c][e];
+        }
       }
     }
   }
-#pragma unroll
-  for (int i = 0; i < kChunks; ++i) {
-    const int64_t d = lane + kWarp * i;
-    if (d < s.channels) {
-      out[warp * s.channels + d] = static_cast<scalar_t>(acc[i]);
-    }
+  if (t.active) {
+    store_lane<M>(out + t.task * s.channels, s.channels, t.lane, acc);
   }
 }
 
-template <int kChunks, typename scalar_t, typename acc_t>
+template <typename M, typename scalar_t, typename acc_t>
 __global__ void msda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict__ grad_output,
                                      const scalar_t* __restrict__ value, const acc_t* __restrict__ attention,
                                      acc_t* __restrict__ grad_value, acc_t* __restrict__ grad_locations,
                                      acc_t* __restrict__ grad_attention) {
   const DeformShape& s = in.s;
-  const WarpTask task = warp_task(s);
-  if (!task.active) {
-    return;
-  }
-  const int64_t warp = task.warp, b = task.b, h = task.h;
-  const int lane = task.lane;
-  acc_t g[kChunks];
-#pragma unroll
-  for (int i = 0; i < kChunks; ++i) {
-    const int64_t d = lane + kWarp * i;
-    g[i] = d < s.channels ? static_cast<acc_t>(grad_output[warp * s.channels + d]) : acc_t(0);
-  }
+  const Task t = task_of<M>(s);
+  acc_t g[M::kSize];
+  load_lane<M>(grad_output + t.task * s.channels, s.channels, t.lane, g);
+  acc_t rows[4][M::kSize];
   for (int64_t l = 0; l < s.levels; ++l) {
     for (int64_t p = 0; p < s.points; ++p) {
-      const int64_t point = (warp * s.levels + l) * s.points + p;
+      const int64_t point = (t.task * s.levels + l) * s.points + p;
       const Bilinear<acc_t> corners = in.corners(point, l);
+      load_corners<M>(in, value, t.b, t.h, corners, t.lane, rows);
       const acc_t a = attention[point];
       acc_t d_attention = 0, d_x = 0, d_y = 0;
-      for (int c = 0; c < 4; ++c) {
-        if (corners.token[c] < 0) {
-          continue;
-        }
-        const int64_t row = in.row(b, corners.token[c], h);
-        acc_t g_dot_v = 0;
 #pragma unroll
-        for (int i = 0; i < kChunks; ++i) {
-          const int64_t d = lane + kWarp * i;
-          if (d < s.channels) {
-            g_dot_v += g[i] * static_cast<acc_t>(value[row + d]);
-            atomicAdd(grad_value + row + d, a * corners.weight[c] * g[i]);
-          }
-        }
+      for (int c = 0; c < 4; ++c) {
+        const acc_t g_dot_v = dot<M>(g, rows[c]);  // zero outside the map
         d_attention += corners.weight[c] * g_dot_v;
         d_x += corners.dweight_dx[c] * g_dot_v;
         d_y += corners.dweight_dy[c] * g_dot_v;
+        if (t.active && corners.token[c] >= 0) {
+          atomic_add_lane<M>(grad_value + in.row(t.b, corners.token[c], t.h), s.channels, t.lane, g,
+                             a * corners.weight[c]);
+        }
       }
-      d_attention = warp_sum(d_attention);
-      d_x = warp_sum(d_x);
-      d_y = warp_sum(d_y);
-      if (lane == 0) {
+      d_attention = group_sum<M>(d_attention);
+      d_x = group_sum<M>(d_x);
+      d_y = group_sum<M>(d_y);
+      if (t.active && t.lane == 0) {
         grad_attention[point] = d_attention;
         grad_locations[2 * point] = a * d_x * static_cast<acc_t>(in.shapes[2 * l + 1]);
         grad_locations[2 * point + 1] = a * d_y * static_cast<acc_t>(in.shapes[2 * l]);
@@ -173,67 +292,56 @@ __global__ void msda_backward_kernel(Layout<acc_t> in, const scalar_t* __restric
   }
 }
 
-template <int kChunks, typename scalar_t, typename acc_t>
+template <typename M, typename scalar_t, typename acc_t>
 __global__ void kda_forward_kernel(Layout<acc_t> in, const scalar_t* __restrict__ query,
                                    const scalar_t* __restrict__ key, const scalar_t* __restrict__ value,
                                    scalar_t* __restrict__ out, acc_t* __restrict__ logsumexp) {
   const DeformShape& s = in.s;
-  const WarpTask task = warp_task(s);
-  if (!task.active) {
-    return;
-  }
-  const int64_t warp = task.warp, b = task.b, h = task.h;
-  const int lane = task.lane;
+  const Task t = task_of<M>(s);
   const acc_t scale = acc_t(1) / sqrt(static_cast<acc_t>(s.channels));
-  acc_t q[kChunks], acc[kChunks] = {}, key_sample[kChunks], value_sample[kChunks];
-#pragma unroll
-  for (int i = 0; i < kChunks; ++i) {
-    const int64_t d = lane + kWarp * i;
-    q[i] = d < s.channels ? static_cast<acc_t>(query[warp * s.channels + d]) : acc_t(0);
-  }
+  acc_t q[M::kSize], acc[M::kSize] = {}, key_sample[M::kSize], value_sample[M::kSize];
+  acc_t rows[4][M::kSize];
+  load_lane<M>(query + t.task * s.channels, s.channels, t.lane, q);
   acc_t running_max = -INFINITY;
   acc_t total = 0;
   for (int64_t l = 0; l < s.levels; ++l) {
     for (int64_t p = 0; p < s.points; ++p) {
-      const Bilinear<acc_t> corners = in.corners((warp * s.levels + l) * s.points + p, l);
-      sample_lane<kChunks>(in, key, b, h, corners, lane, key_sample);
-      sample_lane<kChunks>(in, value, b, h, corners, lane, value_sample);
-      acc_t partial = 0;
-#pragma unroll
-      for (int i = 0; i < kChunks; ++i) {
-        partial += q[i] * key_sample[i];
-      }
-      const acc_t logit = scale * warp_sum(partial);
+      const Bilinear<acc_t> corners = in.corners((t.task * s.levels + l) * s.points + p, l);
+      load_corners<M>(in, key, t.b, t.h, corners, t.lane, rows);
+      blend<M>(corners, rows, key_sample);
+      load_corners<M>(in, value, t.b, t.h, corners, t.lane, rows);
+      blend<M>(corners, rows, value_sample);
+      const acc_t logit = scale * group_sum<M>(dot<M>(q, key_sample));
       if (logit > running_max) {  // online softmax: rescale what was summed so far
         const acc_t shrink = exp(running_max - logit);
 #pragma unroll
-        for (int i = 0; i < kChunks; ++i) {
-          acc[i] *= shrink;
+        for (int e = 0; e < M::kSize; ++e) {
+          acc[e] *= shrink;
         }
         total *= shrink;
         running_max = logit;
       }
       const acc_t e = exp(logit - running_max);
 #pragma unroll
-      for (int i = 0; i < kChunks; ++i) {
-        acc[i] += e * value_sample[i];
+      for (int k = 0; k < M::kSize; ++k) {
+        acc[k] += e * value_sample[k];
       }
       total += e;
     }
   }
 #pragma unroll
-  for (int i = 0; i < kChunks; ++i) {
-    const int64_t d = lane + kWarp * i;
-    if (d < s.channels) {
-      out[warp * s.channels + d] = static_cast<scalar_t>(acc[i] / total);
-    }
+  for (int e = 0; e < M::kSize; ++e) {
+    acc[e] /= total;
   }
-  if (lane == 0) {
-    logsumexp[warp] = running_max + log(total);
+  if (t.active) {
+    store_lane<M>(out + t.task * s.channels, s.channels, t.lane, acc);
+    if (t.lane == 0) {
+      logsumexp[t.task] = running_max + log(total);
+    }
   }
 }
 
-template <int kChunks, typename scalar_t, typename acc_t>
+template <typename M, typename scalar_t, typename acc_t>
 __global__ void kda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict__ grad_output,
                                     const scalar_t* __restrict__ query, const scalar_t* __restrict__ key,
                                     const scalar_t* __restrict__ value, const scalar_t* __restrict__ output,
@@ -241,107 +349,112 @@ __global__ void kda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict
                                     acc_t* __restrict__ grad_key, acc_t* __restrict__ grad_value,
                                     acc_t* __restrict__ grad_locations) {
   const DeformShape& s = in.s;
-  const WarpTask task = warp_task(s);
-  if (!task.active) {
-    return;
-  }
-  const int64_t warp = task.warp, b = task.b, h = task.h;
-  const int lane = task.lane;
+  const Task t = task_of<M>(s);
   const acc_t scale = acc_t(1) / sqrt(static_cast<acc_t>(s.channels));
-  acc_t g[kChunks], q[kChunks], d_query[kChunks] = {}, key_sample[kChunks], value_sample[kChunks];
-  acc_t g_dot_out = 0;
-#pragma unroll
-  for (int i = 0; i < kChunks; ++i) {
-    const int64_t d = lane + kWarp * i;
-    const bool here = d < s.channels;
-    g[i] = here ? static_cast<acc_t>(grad_output[warp * s.channels + d]) : acc_t(0);
-    q[i] = here ? static_cast<acc_t>(query[warp * s.channels + d]) : acc_t(0);
-    g_dot_out += here ? g[i] * static_cast<acc_t>(output[warp * s.channels + d]) : acc_t(0);
-  }
-  g_dot_out = warp_sum(g_dot_out);
-  const acc_t log_total = logsumexp[warp];
+  acc_t g[M::kSize], q[M::kSize], o[M::kSize], d_query[M::kSize] = {};
+  acc_t key_rows[4][M::kSize], value_rows[4][M::kSize], key_sample[M::kSize], value_sample[M::kSize];
+  load_lane<M>(grad_output + t.task * s.channels, s.channels, t.lane, g);
+  load_lane<M>(query + t.task * s.channels, s.channels, t.lane, q);
+  load_lane<M>(output + t.task * s.channels, s.channels, t.lane, o);
+  const acc_t g_dot_out = group_sum<M>(dot<M>(g, o));
+  const acc_t log_total = logsumexp[t.task];
   for (int64_t l = 0; l < s.levels; ++l) {
     for (int64_t p = 0; p < s.points; ++p) {
-      const int64_t point = (warp * s.levels + l) * s.points + p;
+      const int64_t point = (t.task * s.levels + l) * s.points + p;
       const Bilinear<acc_t> corners = in.corners(point, l);
-      sample_lane<kChunks>(in, key, b, h, corners, lane, key_sample);
-      sample_lane<kChunks>(in, value, b, h, corners, lane, value_sample);
-      acc_t q_dot_k = 0, g_dot_v = 0;
-#pragma unroll
-      for (int i = 0; i < kChunks; ++i) {
-        q_dot_k += q[i] * key_sample[i];
-        g_dot_v += g[i] * value_sample[i];
-      }
-      q_dot_k = warp_sum(q_dot_k);
-      g_dot_v = warp_sum(g_dot_v);
+      load_corners<M>(in, key, t.b, t.h, corners, t.lane, key_rows);
+      load_corners<M>(in, value, t.b, t.h, corners, t.lane, value_rows);
+      blend<M>(corners, key_rows, key_sample);
+      blend<M>(corners, value_rows, value_sample);
+      const acc_t q_dot_k = group_sum<M>(dot<M>(q, key_sample));
+      const acc_t g_dot_v = group_sum<M>(dot<M>(g, value_sample));
       const acc_t weight = exp(scale * q_dot_k - log_total);
       const acc_t d_logit = weight * (g_dot_v - g_dot_out) * scale;  // d loss / d (q . k)
 #pragma unroll
-      for (int i = 0; i < kChunks; ++i) {
-        d_query[i] += d_logit * key_sample[i];
+      for (int e = 0; e < M::kSize; ++e) {
+        d_query[e] += d_logit * key_sample[e];
       }
       acc_t d_x = 0, d_y = 0;
-      for (int c = 0; c < 4; ++c) {
-        if (corners.token[c] < 0) {
-          continue;
-        }
-        const int64_t row = in.row(b, corners.token[c], h);
-        acc_t through_corner = 0;
 #pragma unroll
-        for (int i = 0; i < kChunks; ++i) {
-          const int64_t d = lane + kWarp * i;
-          if (d < s.channels) {
-            through_corner += weight * g[i] * static_cast<acc_t>(value[row + d]) +
-                d_logit * q[i] * static_cast<acc_t>(key[row + d]);
-            atomicAdd(grad_value + row + d, weight * corners.weight[c] * g[i]);
-            atomicAdd(grad_key + row + d, d_logit * corners.weight[c] * q[i]);
-          }
-        }
+      for (int c = 0; c < 4; ++c) {
+        const acc_t through_corner = weight * dot<M>(g, value_rows[c]) + d_logit * dot<M>(q, key_rows[c]);
         d_x += corners.dweight_dx[c] * through_corner;
         d_y += corners.dweight_dy[c] * through_corner;
+        if (t.active && corners.token[c] >= 0) {
+          const int64_t row = in.row(t.b, corners.token[c], t.h);
+          atomic_add_lane<M>(grad_value + row, s.channels, t.lane, g, weight * corners.weight[c]);
+          atomic_add_lane<M>(grad_key + row, s.channels, t.lane, q, d_logit * corners.weight[c]);
+        }
       }
-      d_x = warp_sum(d_x);
-      d_y = warp_sum(d_y);
-      if (lane == 0) {
+      d_x = group_sum<M>(d_x);
+      d_y = group_sum<M>(d_y);
+      if (t.active && t.lane == 0) {
         grad_locations[2 * point] = d_x * static_cast<acc_t>(in.shapes[2 * l + 1]);
         grad_locations[2 * point + 1] = d_y * static_cast<acc_t>(in.shapes[2 * l]);
       }
     }
   }
-#pragma unroll
-  for (int i = 0; i < kChunks; ++i) {
-    const int64_t d = lane + kWarp * i;
-    if (d < s.channels) {
-      grad_query[warp * s.channels + d] = d_query[i];
-    }
+  if (t.active) {
+    store_lane<M>(grad_query + t.task * s.channels, s.channels, t.lane, d_query);
   }
 }
 
-// Launches KERNEL<chunks, scalar_t, acc_t> with one warp per (b, q, h), chunks = ceil(D / 32).
-#define LAUNCH_BY_CHUNKS(KERNEL, s, ...)                                                              \
-  do {                                                                                                \
-    const int64_t warps = (s).batch * (s).queries * (s).heads;                                      \
-    if (warps == 0) {                                                                               \
-      break;                                                                                        \
-    }                                                                                               \
-    const dim3 grid((warps + kWarpsPerBlock - 1) / kWarpsPerBlock);                                 \
-    const dim3 block(kWarpsPerBlock * kWarp);                                                       \
-    cudaStream_t stream = at::cuda::getCurrentCUDAStream();                                         \
-    switch ((s.channels + kWarp - 1) / kWarp) {                                                     \
-      case 1:                                                                                       \
-        KERNEL<1, scalar_t, acc_t><<<grid, block, 0, stream>>>(__VA_ARGS__);                        \
-        break;                                                                                      \
-      case 2:                                                                                       \
-        KERNEL<2, scalar_t, acc_t><<<grid, block, 0, stream>>>(__VA_ARGS__);                        \
-        break;                                                                                      \
-      case 3:                                                                                       \
-        KERNEL<3, scalar_t, acc_t><<<grid, block, 0, stream>>>(__VA_ARGS__);                        \
-        break;                                                                                      \
-      default:                                                                                      \
-        KERNEL<4, scalar_t, acc_t><<<grid, block, 0, stream>>>(__VA_ARGS__);                        \
-    }                                                                                               \
-    C10_CUDA_KERNEL_LAUNCH_CHECK();                                                                 \
-  } while (0)
+// Calls launch(Lanes<...>{}) with the lane layout for D = `channels` of scalar_t: 16-byte
+// vectors where D is a multiple of a vector and `aligned`, else one channel per lane.
+template <typename scalar_t, typename Launch>
+void with_lanes(int64_t channels, bool aligned, const Launch& launch) {
+  constexpr int kVec = kVectorBytes / sizeof(scalar_t);
+  if constexpr (sizeof(scalar_t) <= 4) {  // float64 keeps one channel per lane
+    if (aligned && channels % kVec == 0) {
+      const int64_t vectors = channels / kVec;
+      if (vectors <= 4) {
+        return launch(Lanes<4, kVec, 1>{});
+      }
+      if (vectors <= 8) {
+        return launch(Lanes<8, kVec, 1>{});
+      }
+      if (vectors <= 16) {
+        return launch(Lanes<16, kVec, 1>{});
+      }
+      if constexpr (kWarp * kVec <= kMaxChannels) {
+        return launch(Lanes<kWarp, kVec, 1>{});
+      }
+    }
+  }
+  switch ((channels + kWarp - 1) / kWarp) {
+    case 1:
+      return launch(Lanes<kWarp, 1, 1>{});
+    case 2:
+      return launch(Lanes<kWarp, 1, 2>{});
+    case 3:
+      return launch(Lanes<kWarp, 1, 3>{});
+    default:
+      return launch(Lanes<kWarp, 1, 4>{});
+  }
+}
+
+// Whether every tensor starts on a 16-byte boundary (contiguous, so every row of D channels does
+// too when D is a multiple of a vector).
+bool aligned_for_vectors(std::initializer_list<at::Tensor> tensors) {
+  for (const at::Tensor& t : tensors) {
+    if (reinterpret_cast<std::uintptr_t>(t.data_ptr()) % kVectorBytes != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Launches kernel with one group of M::kGroup lanes per (b, q, h) task.
+template <typename M, typename... Params, typename... Args>
+void launch_tasks(void (*kernel)(Params...), const DeformShape& s, Args&&... args) {
+  const int64_t threads = s.batch * s.queries * s.heads * M::kGroup;
+  if (threads == 0) {
+    return;
+  }
+  const dim3 grid((threads + kThreadsPerBlock - 1) / kThreadsPerBlock);
+  kernel<<<grid, kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(std::forward<Args>(args)...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
 
 struct Prepared {
   DeformShape s;
@@ -351,7 +464,7 @@ struct Prepared {
 Prepared prepare(const at::Tensor& value, const at::Tensor& spatial_shapes, const at::Tensor& level_start_index,
                  const at::Tensor& sampling_locations) {
   const DeformShape s = deform_shape(value, spatial_shapes, level_start_index, sampling_locations);
-  TORCH_CHECK(s.channels <= kWarp * kMaxChunks, "deformable attention: at most ", kWarp * kMaxChunks,
+  TORCH_CHECK(s.channels <= kMaxChannels, "deformable attention: at most ", kMaxChannels,
               " channels per head on CUDA, got ", s.channels);
   return {s, spatial_shapes.contiguous(), level_start_index.contiguous(),
           as_compute_type(sampling_locations, value)};
@@ -376,8 +489,11 @@ at::Tensor ms_deform_attn_cuda(const at::Tensor& value, const at::Tensor& spatia
   at::Tensor output = at::empty({p.s.batch, p.s.queries, p.s.heads * p.s.channels}, value.options());
   DEFORM_DISPATCH(value.scalar_type(), "ms_deform_attn_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    LAUNCH_BY_CHUNKS(msda_forward_kernel, p.s, layout_of<acc_t>(p), value_c.data_ptr<scalar_t>(),
-                     weights.data_ptr<acc_t>(), output.data_ptr<scalar_t>());
+    with_lanes<scalar_t>(p.s.channels, aligned_for_vectors({value_c, output}), [&](auto lanes) {
+      launch_tasks<decltype(lanes)>(msda_forward_kernel<decltype(lanes), scalar_t, acc_t>, p.s, layout_of<acc_t>(p),
+                                    value_c.data_ptr<scalar_t>(), weights.data_ptr<acc_t>(),
+                                    output.data_ptr<scalar_t>());
+    });
   });
   return output;
 }
@@ -397,9 +513,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
   at::Tensor grad_weights = at::empty_like(weights);
   DEFORM_DISPATCH(value.scalar_type(), "ms_deform_attn_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    LAUNCH_BY_CHUNKS(msda_backward_kernel, p.s, layout_of<acc_t>(p), grad_c.data_ptr<scalar_t>(),
-                     value_c.data_ptr<scalar_t>(), weights.data_ptr<acc_t>(), grad_value.data_ptr<acc_t>(),
-                     grad_locations.data_ptr<acc_t>(), grad_weights.data_ptr<acc_t>());
+    with_lanes<scalar_t>(p.s.channels, aligned_for_vectors({grad_c, value_c, grad_value}), [&](auto lanes) {
+      launch_tasks<decltype(lanes)>(msda_backward_kernel<decltype(lanes), scalar_t, acc_t>, p.s,
+                                    layout_of<acc_t>(p), grad_c.data_ptr<scalar_t>(), value_c.data_ptr<scalar_t>(),
+                                    weights.data_ptr<acc_t>(), grad_value.data_ptr<acc_t>(),
+                                    grad_locations.data_ptr<acc_t>(), grad_weights.data_ptr<acc_t>());
+    });
   });
   return {grad_value.to(value.scalar_type()), grad_locations.to(sampling_locations.scalar_type()),
           grad_weights.to(attention_weights.scalar_type())};
@@ -420,9 +539,12 @@ std::tuple<at::Tensor, at::Tensor> key_aware_deform_attn_cuda(const at::Tensor& 
   at::Tensor logsumexp = at::empty({p.s.batch, p.s.queries, p.s.heads}, p.locations.options());
   DEFORM_DISPATCH(value.scalar_type(), "key_aware_deform_attn_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    LAUNCH_BY_CHUNKS(kda_forward_kernel, p.s, layout_of<acc_t>(p), query_c.data_ptr<scalar_t>(),
-                     key_c.data_ptr<scalar_t>(), value_c.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
-                     logsumexp.data_ptr<acc_t>());
+    with_lanes<scalar_t>(p.s.channels, aligned_for_vectors({query_c, key_c, value_c, output}), [&](auto lanes) {
+      launch_tasks<decltype(lanes)>(kda_forward_kernel<decltype(lanes), scalar_t, acc_t>, p.s, layout_of<acc_t>(p),
+                                    query_c.data_ptr<scalar_t>(), key_c.data_ptr<scalar_t>(),
+                                    value_c.data_ptr<scalar_t>(), output.data_ptr<scalar_t>(),
+                                    logsumexp.data_ptr<acc_t>());
+    });
   });
   return {output, logsumexp};
 }
@@ -450,10 +572,16 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> key_aware_deform_attn
   at::Tensor grad_locations = at::empty_like(p.locations);
   DEFORM_DISPATCH(value.scalar_type(), "key_aware_deform_attn_backward_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    LAUNCH_BY_CHUNKS(kda_backward_kernel, p.s, layout_of<acc_t>(p), grad_c.data_ptr<scalar_t>(),
-                     query_c.data_ptr<scalar_t>(), key_c.data_ptr<scalar_t>(), value_c.data_ptr<scalar_t>(),
-                     output_c.data_ptr<scalar_t>(), lse.data_ptr<acc_t>(), grad_query.data_ptr<acc_t>(),
-                     grad_key.data_ptr<acc_t>(), grad_value.data_ptr<acc_t>(), grad_locations.data_ptr<acc_t>());
+    const bool aligned =
+        aligned_for_vectors({grad_c, query_c, key_c, value_c, output_c, grad_query, grad_key, grad_value});
+    with_lanes<scalar_t>(p.s.channels, aligned, [&](auto lanes) {
+      launch_tasks<decltype(lanes)>(
+          kda_backward_kernel<decltype(lanes), scalar_t, acc_t>, p.s, layout_of<acc_t>(p),
+          grad_c.data_ptr<scalar_t>(), query_c.data_ptr<scalar_t>(), key_c.data_ptr<scalar_t>(),
+          value_c.data_ptr<scalar_t>(), output_c.data_ptr<scalar_t>(), lse.data_ptr<acc_t>(),
+          grad_query.data_ptr<acc_t>(), grad_key.data_ptr<acc_t>(), grad_value.data_ptr<acc_t>(),
+          grad_locations.data_ptr<acc_t>());
+    });
   });
   return {grad_query.to(query.scalar_type()), grad_key.to(key.scalar_type()), grad_value.to(value.scalar_type()),
           grad_locations.to(sampling_locations.scalar_type())};
