@@ -4,7 +4,15 @@
 # runs the torch-only GPU tests, a compute-sanitizer memcheck and the kernel benchmarks, and
 # writes logs and tables into a results folder.
 #
-#   tools/gpu_check.sh [RESULTS_DIR]      (or GPU_RESULTS=...; default gpu_results/)
+#   tools/gpu_check.sh [RESULTS_DIR] [STAGE...]   (or GPU_RESULTS=...; default gpu_results/)
+#
+# STAGEs (default: all, in this order; the build always runs first):
+#   ops        the GPU tests of tests/ops and the compute-sanitizer memcheck
+#   bench      tools/benchmark_kernels.py on the GPU
+#   detectors  DINO and the other detectors compared on the GPU (needs the Detectron2 wheel)
+# Each step is stopped after STEP_TIMEOUT seconds (default 480). Where GPU_CHECK_ARCHIVE names
+# a .tar.gz file, the results folder is packed into it after every step, so that a run stopped
+# from outside still leaves what it finished (the device tool returns at most 8 files).
 #
 # pytest (tests) and ninja (the benchmark's just-in-time classic-kernel baseline): where
 # missing, they are installed from WHEELS_DIR (default wheels/; `make gpu-wheels` makes it
@@ -17,26 +25,42 @@ set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$(mkdir -p "${1:-${GPU_RESULTS:-$ROOT/gpu_results}}" && cd "${1:-${GPU_RESULTS:-$ROOT/gpu_results}}" && pwd)
+shift $(($# > 0 ? 1 : 0))
+if [ $# -gt 0 ]; then STAGES=("$@"); else STAGES=(ops bench detectors); fi
+for stage in "${STAGES[@]}"; do
+  case $stage in
+    ops | bench | detectors) ;;
+    *) echo "gpu_check.sh: unknown stage '$stage' (ops, bench, detectors)" >&2 && exit 2 ;;
+  esac
+done
 WHEELS_DIR=${WHEELS_DIR:-$ROOT/wheels}
 PYTHON=${PYTHON:-python3}
+STEP_TIMEOUT=${STEP_TIMEOUT:-480}
 status=0
 
+wants() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
+archive() {
+  if [ -n "${GPU_CHECK_ARCHIVE:-}" ]; then
+    tar czf "$GPU_CHECK_ARCHIVE" -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")"
+  fi
+}
 log() { printf '[gpu_check] %s\n' "$*" | tee -a "$RESULTS/summary.txt"; }
-step() {  # name, command...: run, log to RESULTS/name.log, record pass/fail
+step() {  # name, command...: run (at most STEP_TIMEOUT s), log to RESULTS/name.log, record pass/fail
   local name=$1
   shift
   local start=$SECONDS
-  if "$@" > "$RESULTS/$name.log" 2>&1; then
+  if timeout "$STEP_TIMEOUT" "$@" > "$RESULTS/$name.log" 2>&1; then
     log "PASS $name ($((SECONDS - start)) s)"
   else
     log "FAIL $name ($((SECONDS - start)) s): see $name.log"
     status=1
   fi
+  archive
 }
 
 cd "$ROOT"
 : > "$RESULTS/summary.txt"
-log "results in $RESULTS"
+log "results in $RESULTS; stages: ${STAGES[*]}"
 { nvidia-smi; "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"; } \
   > "$RESULTS/environment.txt" 2>&1
 
@@ -50,15 +74,18 @@ if ! "$PYTHON" -c "import pytest, ninja" 2> /dev/null && [ -d "$WHEELS_DIR" ]; t
 fi
 
 export DETR_EFFICIENT_EXPECT_CUDA_BUILD=1
-step tests "$PYTHON" -m pytest tests/ops -v -p no:cacheprovider --junitxml="$RESULTS/tests.xml"
-if command -v compute-sanitizer > /dev/null; then
-  step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$PYTHON" tools/gpu_smoke.py
-else
-  log "SKIP memcheck: compute-sanitizer not found"
+if wants ops; then
+  step tests "$PYTHON" -m pytest tests/ops -v -p no:cacheprovider --junitxml="$RESULTS/tests.xml"
+  if command -v compute-sanitizer > /dev/null; then
+    step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$PYTHON" tools/gpu_smoke.py
+  else
+    log "SKIP memcheck: compute-sanitizer not found"
+  fi
 fi
-step benchmarks "$PYTHON" tools/benchmark_kernels.py --device cuda --output "$RESULTS" \
-  --nms-sizes 1000 5000 20000 30000
-cp "$RESULTS/benchmarks.log" "$RESULTS/benchmarks_table.txt" 2> /dev/null
+if wants bench; then
+  step benchmarks "$PYTHON" tools/benchmark_kernels.py --device cuda --output "$RESULTS" \
+    --nms-sizes 1000 5000 20000 30000
+fi
 
 missing_wheels() {  # names of the distributions in WHEELS_DIR that PYTHON does not have
   "$PYTHON" - "$WHEELS_DIR" << 'EOF'
@@ -73,7 +100,9 @@ for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
 EOF
 }
 
-if compgen -G "$WHEELS_DIR/pb1_detectron2-*.whl" > /dev/null; then
+if ! wants detectors; then
+  :
+elif compgen -G "$WHEELS_DIR/pb1_detectron2-*.whl" > /dev/null; then
   # Only what is missing, from WHEELS_DIR alone, without resolving: the image's torch (and
   # numpy etc. where present) stay as they are. Throwaway machine: a system Python that is
   # marked externally managed is installed into all the same.
