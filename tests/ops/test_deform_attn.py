@@ -193,6 +193,29 @@ def test_float32_forward_and_gradients_for_every_lane_layout(device, channels, o
         torch.testing.assert_close(got.double().cpu(), want, rtol=1e-4, atol=1e-5 * scale)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", OPS)
+def test_non_finite_locations_sample_zeros_like_points_far_outside(device, op):
+    kernel, _, pick = OPS[op]
+    inputs = make_inputs(2, [(4, 5), (2, 3)], 2, 32, 9, 2, seed=13, dtype=torch.float32)
+    far = inputs["sampling_locations"].clone()
+    bad = torch.zeros_like(far, dtype=torch.bool)
+    bad[0, 1, 0, 0, 1, 0] = bad[1, 3, 1, 1, 0, 1] = bad[1, 5, 0, :, :, :] = True
+    far[bad] = -10.0
+    non_finite = far.clone()
+    nan, inf = float("nan"), float("inf")
+    non_finite[bad] = torch.tensor([nan, inf, -inf]).repeat(8)[: bad.sum()]
+    results = []
+    for locations in (far, non_finite):
+        args = to(pick({**inputs, "sampling_locations": locations}), device, requires_grad=True)
+        out = kernel(*args)
+        out.square().sum().backward()
+        results.append([out, *(a.grad for a in args if a.is_floating_point())])
+    for got, want in zip(results[1], results[0], strict=True):
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
 def _one_element_in(t):
     """A contiguous copy of t that starts one element into its storage (off 16-byte boundaries)."""
     storage = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)

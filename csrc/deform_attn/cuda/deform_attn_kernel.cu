@@ -65,7 +65,7 @@ __device__ __forceinline__ void load_lane(const scalar_t* __restrict__ row, int6
 #pragma unroll
   for (int i = 0; i < M::kChunks; ++i) {
     const int64_t d = M::channel(lane, i);
-    scalar_t v[M::kVec];
+    alignas(kVectorBytes) scalar_t v[M::kVec];  // read as uint4
     if (d < channels) {
       if constexpr (M::kVec == 1) {
         v[0] = row[d];
@@ -90,7 +90,7 @@ __device__ __forceinline__ void store_lane(out_t* __restrict__ row, int64_t chan
     if (d >= channels) {
       continue;
     }
-    out_t v[M::kVec];
+    alignas(kVectorBytes) out_t v[M::kVec];  // written as uint4
 #pragma unroll
     for (int k = 0; k < M::kVec; ++k) {
       v[k] = static_cast<out_t>(in[i * M::kVec + k]);
@@ -195,54 +195,37 @@ struct Layout {
   }
 };
 
-// The lane's channels of the four corner rows of `map` (zero outside the map).
+// The lane's channels of `map`'s row of `token` (a corner inside the map) as acc_t.
 template <typename M, typename scalar_t, typename acc_t>
-__device__ __forceinline__ void load_corners(const Layout<acc_t>& in, const scalar_t* __restrict__ map, int64_t b,
-                                             int64_t h, const Bilinear<acc_t>& corners, int lane,
-                                             acc_t (&rows)[4][M::kSize]) {
-#pragma unroll
-  for (int c = 0; c < 4; ++c) {
-    if (corners.token[c] < 0) {
-#pragma unroll
-      for (int e = 0; e < M::kSize; ++e) {
-        rows[c][e] = 0;
-      }
-    } else {
-      load_lane<M>(map + in.row(b, corners.token[c], h), in.s.channels, lane, rows[c]);
-    }
-  }
+__device__ __forceinline__ void load_corner(const Layout<acc_t>& in, const scalar_t* __restrict__ map, int64_t b,
+                                            int64_t h, int64_t token, int lane, acc_t (&row)[M::kSize]) {
+  load_lane<M>(map + in.row(b, token, h), in.s.channels, lane, row);
 }
 
-// Bilinear blend of the four corner rows.
-template <typename M, typename acc_t>
-__device__ __forceinline__ void blend(const Bilinear<acc_t>& corners, const acc_t (&rows)[4][M::kSize],
-                                      acc_t (&out)[M::kSize]) {
-#pragma unroll
-  for (int e = 0; e < M::kSize; ++e) {
-    out[e] = corners.weight[0] * rows[0][e] + corners.weight[1] * rows[1][e] + corners.weight[2] * rows[2][e] +
-        corners.weight[3] * rows[3][e];
-  }
-}
-
+// Corners outside the map are skipped, never multiplied in as zeros: with a non-finite location
+// every corner is outside and its weights are NaN, and the sample is zero as on the CPU.
 template <typename M, typename scalar_t, typename acc_t>
 __global__ void msda_forward_kernel(Layout<acc_t> in, const scalar_t* __restrict__ value,
                                     const acc_t* __restrict__ attention, scalar_t* __restrict__ out) {
   const DeformShape& s = in.s;
   const Task t = task_of<M>(s);
   acc_t acc[M::kSize] = {};
-  acc_t rows[4][M::kSize];
   for (int64_t l = 0; l < s.levels; ++l) {
     for (int64_t p = 0; p < s.points; ++p) {
       const int64_t point = (t.task * s.levels + l) * s.points + p;
       const Bilinear<acc_t> corners = in.corners(point, l);
-      load_corners<M>(in, value, t.b, t.h, corners, t.lane, rows);
       const acc_t a = attention[point];
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
+        if (corners.token[c] < 0) {
+          continue;
+        }
+        acc_t row[M::kSize];
+        load_corner<M>(in, value, t.b, t.h, corners.token[c], t.lane, row);
         const acc_t w = a * corners.weight[c];
 #pragma unroll
         for (int e = 0; e < M::kSize; ++e) {
-          acc[e] += w * rows[c][e];
+          acc[e] += w * row[e];
         }
       }
     }
@@ -261,21 +244,24 @@ __global__ void msda_backward_kernel(Layout<acc_t> in, const scalar_t* __restric
   const Task t = task_of<M>(s);
   acc_t g[M::kSize];
   load_lane<M>(grad_output + t.task * s.channels, s.channels, t.lane, g);
-  acc_t rows[4][M::kSize];
   for (int64_t l = 0; l < s.levels; ++l) {
     for (int64_t p = 0; p < s.points; ++p) {
       const int64_t point = (t.task * s.levels + l) * s.points + p;
       const Bilinear<acc_t> corners = in.corners(point, l);
-      load_corners<M>(in, value, t.b, t.h, corners, t.lane, rows);
       const acc_t a = attention[point];
       acc_t d_attention = 0, d_x = 0, d_y = 0;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        const acc_t g_dot_v = dot<M>(g, rows[c]);  // zero outside the map
+        if (corners.token[c] < 0) {
+          continue;
+        }
+        acc_t row[M::kSize];
+        load_corner<M>(in, value, t.b, t.h, corners.token[c], t.lane, row);
+        const acc_t g_dot_v = dot<M>(g, row);
         d_attention += corners.weight[c] * g_dot_v;
         d_x += corners.dweight_dx[c] * g_dot_v;
         d_y += corners.dweight_dy[c] * g_dot_v;
-        if (t.active && corners.token[c] >= 0) {
+        if (t.active) {
           atomic_add_lane<M>(grad_value + in.row(t.b, corners.token[c], t.h), s.channels, t.lane, g,
                              a * corners.weight[c]);
         }
@@ -299,19 +285,29 @@ __global__ void kda_forward_kernel(Layout<acc_t> in, const scalar_t* __restrict_
   const DeformShape& s = in.s;
   const Task t = task_of<M>(s);
   const acc_t scale = acc_t(1) / sqrt(static_cast<acc_t>(s.channels));
-  acc_t q[M::kSize], acc[M::kSize] = {}, key_sample[M::kSize], value_sample[M::kSize];
-  acc_t rows[4][M::kSize];
+  acc_t q[M::kSize], acc[M::kSize] = {};
   load_lane<M>(query + t.task * s.channels, s.channels, t.lane, q);
   acc_t running_max = -INFINITY;
   acc_t total = 0;
   for (int64_t l = 0; l < s.levels; ++l) {
     for (int64_t p = 0; p < s.points; ++p) {
       const Bilinear<acc_t> corners = in.corners((t.task * s.levels + l) * s.points + p, l);
-      load_corners<M>(in, key, t.b, t.h, corners, t.lane, rows);
-      blend<M>(corners, rows, key_sample);
-      load_corners<M>(in, value, t.b, t.h, corners, t.lane, rows);
-      blend<M>(corners, rows, value_sample);
-      const acc_t logit = scale * group_sum<M>(dot<M>(q, key_sample));
+      acc_t q_dot_k = 0, value_sample[M::kSize] = {};  // q . k over the lane's channels
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        if (corners.token[c] < 0) {
+          continue;
+        }
+        acc_t row[M::kSize];
+        load_corner<M>(in, key, t.b, t.h, corners.token[c], t.lane, row);
+        q_dot_k += corners.weight[c] * dot<M>(q, row);
+        load_corner<M>(in, value, t.b, t.h, corners.token[c], t.lane, row);
+#pragma unroll
+        for (int e = 0; e < M::kSize; ++e) {
+          value_sample[e] += corners.weight[c] * row[e];
+        }
+      }
+      const acc_t logit = scale * group_sum<M>(q_dot_k);
       if (logit > running_max) {  // online softmax: rescale what was summed so far
         const acc_t shrink = exp(running_max - logit);
 #pragma unroll
@@ -341,6 +337,8 @@ __global__ void kda_forward_kernel(Layout<acc_t> in, const scalar_t* __restrict_
   }
 }
 
+// Each corner row is reduced to the lane's partial dots q . k_c and g . v_c as it arrives, so
+// only the key sample (for the query gradient) is kept across a point.
 template <typename M, typename scalar_t, typename acc_t>
 __global__ void kda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict__ grad_output,
                                     const scalar_t* __restrict__ query, const scalar_t* __restrict__ key,
@@ -351,23 +349,40 @@ __global__ void kda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict
   const DeformShape& s = in.s;
   const Task t = task_of<M>(s);
   const acc_t scale = acc_t(1) / sqrt(static_cast<acc_t>(s.channels));
-  acc_t g[M::kSize], q[M::kSize], o[M::kSize], d_query[M::kSize] = {};
-  acc_t key_rows[4][M::kSize], value_rows[4][M::kSize], key_sample[M::kSize], value_sample[M::kSize];
+  acc_t g[M::kSize], q[M::kSize], d_query[M::kSize] = {};
   load_lane<M>(grad_output + t.task * s.channels, s.channels, t.lane, g);
   load_lane<M>(query + t.task * s.channels, s.channels, t.lane, q);
-  load_lane<M>(output + t.task * s.channels, s.channels, t.lane, o);
-  const acc_t g_dot_out = group_sum<M>(dot<M>(g, o));
+  acc_t g_dot_out;
+  {
+    acc_t o[M::kSize];
+    load_lane<M>(output + t.task * s.channels, s.channels, t.lane, o);
+    g_dot_out = group_sum<M>(dot<M>(g, o));
+  }
   const acc_t log_total = logsumexp[t.task];
   for (int64_t l = 0; l < s.levels; ++l) {
     for (int64_t p = 0; p < s.points; ++p) {
       const int64_t point = (t.task * s.levels + l) * s.points + p;
       const Bilinear<acc_t> corners = in.corners(point, l);
-      load_corners<M>(in, key, t.b, t.h, corners, t.lane, key_rows);
-      load_corners<M>(in, value, t.b, t.h, corners, t.lane, value_rows);
-      blend<M>(corners, key_rows, key_sample);
-      blend<M>(corners, value_rows, value_sample);
-      const acc_t q_dot_k = group_sum<M>(dot<M>(q, key_sample));
-      const acc_t g_dot_v = group_sum<M>(dot<M>(g, value_sample));
+      acc_t key_sample[M::kSize] = {}, q_dot_kc[4] = {}, g_dot_vc[4] = {}, q_dot_k = 0, g_dot_v = 0;
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        if (corners.token[c] < 0) {
+          continue;
+        }
+        acc_t row[M::kSize];
+        load_corner<M>(in, key, t.b, t.h, corners.token[c], t.lane, row);
+        q_dot_kc[c] = dot<M>(q, row);
+#pragma unroll
+        for (int e = 0; e < M::kSize; ++e) {
+          key_sample[e] += corners.weight[c] * row[e];
+        }
+        load_corner<M>(in, value, t.b, t.h, corners.token[c], t.lane, row);
+        g_dot_vc[c] = dot<M>(g, row);
+        q_dot_k += corners.weight[c] * q_dot_kc[c];
+        g_dot_v += corners.weight[c] * g_dot_vc[c];
+      }
+      q_dot_k = group_sum<M>(q_dot_k);
+      g_dot_v = group_sum<M>(g_dot_v);
       const acc_t weight = exp(scale * q_dot_k - log_total);
       const acc_t d_logit = weight * (g_dot_v - g_dot_out) * scale;  // d loss / d (q . k)
 #pragma unroll
@@ -377,10 +392,13 @@ __global__ void kda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict
       acc_t d_x = 0, d_y = 0;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        const acc_t through_corner = weight * dot<M>(g, value_rows[c]) + d_logit * dot<M>(q, key_rows[c]);
+        if (corners.token[c] < 0) {
+          continue;
+        }
+        const acc_t through_corner = weight * g_dot_vc[c] + d_logit * q_dot_kc[c];
         d_x += corners.dweight_dx[c] * through_corner;
         d_y += corners.dweight_dy[c] * through_corner;
-        if (t.active && corners.token[c] >= 0) {
+        if (t.active) {
           const int64_t row = in.row(t.b, corners.token[c], t.h);
           atomic_add_lane<M>(grad_value + row, s.channels, t.lane, g, weight * corners.weight[c]);
           atomic_add_lane<M>(grad_key + row, s.channels, t.lane, q, d_logit * corners.weight[c]);
@@ -398,6 +416,7 @@ __global__ void kda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict
     store_lane<M>(grad_query + t.task * s.channels, s.channels, t.lane, d_query);
   }
 }
+
 
 // Calls launch(Lanes<...>{}) with the lane layout for D = `channels` of scalar_t: 16-byte
 // vectors where D is a multiple of a vector and `aligned`, else one channel per lane.
