@@ -192,7 +192,7 @@ def level_shapes(height: int, width: int) -> list[tuple[int, int]]:
     return [(-(-height // stride), -(-width // stride)) for stride in (8, 16, 32, 64)]
 
 
-def attention_inputs(image_hw, queries, dtype, device, heads=8, channels=32, points=4):
+def attention_inputs(image_hw, queries, dtype, device, batch, heads=8, channels=32, points=4):
     """Inputs of both attention ops at DINO's settings; ``queries=None`` means Q = S."""
     generator = torch.Generator().manual_seed(0)
     shapes = torch.tensor(level_shapes(*image_hw))
@@ -204,11 +204,11 @@ def attention_inputs(image_hw, queries, dtype, device, heads=8, channels=32, poi
     def randn(*size):
         return torch.randn(*size, generator=generator).to(device, dtype)
 
-    locations = torch.rand(1, queries, heads, levels, points, 2, generator=generator)
-    weights = torch.rand(1, queries, heads, levels, points, generator=generator).softmax(-1)
+    locations = torch.rand(batch, queries, heads, levels, points, 2, generator=generator)
+    weights = torch.rand(batch, queries, heads, levels, points, generator=generator).softmax(-1)
     return {
-        "query": randn(1, queries, heads, channels),
-        "value": randn(1, tokens, heads, channels),
+        "query": randn(batch, queries, heads, channels),
+        "value": randn(batch, tokens, heads, channels),
         "spatial_shapes": shapes.to(device),
         "level_start_index": torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]]).to(device),
         "sampling_locations": locations.to(device),
@@ -224,12 +224,21 @@ def minimal_bytes(inputs: dict, op: str) -> int:
     return sum(t.numel() * t.element_size() for t in needed)
 
 
+def off_16_bytes(t: torch.Tensor) -> torch.Tensor:
+    """A contiguous copy of ``t`` one element into its storage: the CUDA attention kernels then
+    read one channel per lane instead of 16-byte vectors."""
+    storage = torch.empty(t.numel() + 1, dtype=t.dtype, device=t.device)
+    return storage[1:].view_as(t).copy_(t)
+
+
 def attention_calls(op: str, inputs: dict, classic):
     """{variant: (forward, forward + backward)} callables for one op."""
     levels = (inputs["spatial_shapes"], inputs["level_start_index"])
     value, query = inputs["value"], inputs["query"]
     locations, weights = inputs["sampling_locations"], inputs["attention_weights"]
     leaves = [t.detach().requires_grad_(True) for t in (value, query, locations, weights)]
+    unaligned = [off_16_bytes(value), off_16_bytes(query), locations, weights]
+    unaligned_leaves = [t.detach().requires_grad_(True) for t in unaligned]
 
     def ours(v, q, loc, w):
         if op == "msda":
@@ -241,13 +250,15 @@ def attention_calls(op: str, inputs: dict, classic):
             return ms_deform_attn_reference(v, *levels, loc, w)
         return key_aware_deform_attn_reference(q, v, v, *levels, loc)
 
-    def both(fn):
-        return lambda: fn(*leaves).float().sum().backward()
+    def both(fn, args=leaves):
+        return lambda: fn(*args).float().sum().backward()
 
     calls = {
         "ours": (lambda: ours(value, query, locations, weights), both(ours)),
         "pytorch reference": (lambda: reference(value, query, locations, weights), both(reference)),
     }
+    if value.is_cuda:
+        calls["ours, 1 channel/lane"] = (lambda: ours(*unaligned), both(ours, unaligned_leaves))
     if classic is not None and op == "msda" and value.dtype == torch.float32:
         grad = torch.ones(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3])
         grad = grad.to(value.device)
@@ -271,16 +282,17 @@ def load_classic():
     return load("classic_msda", [str(source)], extra_cuda_cflags=["-O3"], verbose=False)
 
 
-def bench_attention(device, dtypes, image_hw, repeats, warmup, classic) -> list[Row]:
+def bench_attention(device, dtypes, image_hw, batch, repeats, warmup, classic) -> list[Row]:
     """MSDA and KDA at encoder (Q = S) and decoder (Q = 1100) shapes: forward, backward and
-    both, ours against the grid_sample reference (and the classic kernel on the GPU)."""
+    both, ours against the grid_sample reference (and, on the GPU, the classic kernel and our
+    kernels made to read one channel per lane)."""
     rows = []
     bandwidth = copy_bandwidth(device)
     for dtype in dtypes:
         for stage, queries in (("encoder", None), ("decoder", 1100)):
-            inputs = attention_inputs(image_hw, queries, dtype, device)
+            inputs = attention_inputs(image_hw, queries, dtype, device, batch)
             tokens = inputs["value"].shape[1]
-            shape = f"{stage} S={tokens} {str(dtype).replace('torch.', '')}"
+            shape = f"{stage} B={batch} S={tokens} {str(dtype).replace('torch.', '')}"
             for op in ("msda", "kda"):
                 calls = attention_calls(op, inputs, classic)
                 forward = {name: pair[0] for name, pair in calls.items()}
@@ -353,6 +365,7 @@ def main() -> None:
     parser.add_argument(
         "--dtypes", nargs="+", help="attention dtypes; default float32 bfloat16 on GPU"
     )
+    parser.add_argument("--attention-batch", type=int, help="default 2 on GPU, 1 on CPU")
     parser.add_argument("--only", nargs="+", choices=["nms", "tokens", "attention"])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -371,8 +384,9 @@ def main() -> None:
         image = args.image or ([800, 1333] if gpu else [400, 667])
         names = args.dtypes or (["float32", "bfloat16"] if gpu else ["float32"])
         dtypes = [getattr(torch, name) for name in names]
+        batch = args.attention_batch or (2 if gpu else 1)
         classic = load_classic() if gpu else None
-        rows += bench_attention(device, dtypes, image, args.repeats, args.warmup, classic)
+        rows += bench_attention(device, dtypes, image, batch, args.repeats, args.warmup, classic)
     print_table(rows)
     args.output.mkdir(parents=True, exist_ok=True)
     out = args.output / f"kernels_{device.type}.json"
