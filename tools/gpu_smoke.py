@@ -87,12 +87,18 @@ def main() -> None:
     )
     src = torch.randn(3, index.shape[1], 40, generator=generator)
     same_on_gpu("scatter_tokens", scatter_tokens, tokens, index, src)
-    # CUDA lane layouts: 16-byte vectors held by groups of 16 (float32, D=40) and 8 lanes
-    # (bfloat16, D=40), and one channel per lane (D=33).
+    # CUDA lane layouts: 16-byte vectors held by groups of 4 (float16, D=8), 8 (bfloat16,
+    # D=40), 16 (float32, D=40) and 32 lanes (float32, D=128), and one channel per lane in one
+    # to four chunks (D=12 float16, D=33, 70, 126 float32).
     for dtype, channels, tolerance in [
-        (torch.float32, 40, 1e-4),
+        (torch.float16, 8, 5e-2),
         (torch.bfloat16, 40, 5e-2),
+        (torch.float32, 40, 1e-4),
+        (torch.float32, 128, 1e-4),
+        (torch.float16, 12, 5e-2),
         (torch.float32, 33, 1e-4),
+        (torch.float32, 70, 1e-4),
+        (torch.float32, 126, 1e-4),
     ]:
         deform_attention(generator, dtype, channels, tolerance)
     torch.cuda.synchronize()

@@ -145,11 +145,11 @@ def test_low_precision_within_its_precision(device, dtype, tolerance, op):
     )
 
 
-# D = 8, 16, 64, 128: on CUDA, one to sixteen 16-byte vectors of 8 channels per head, held by
-# groups of 4, 4, 8 and 16 lanes.
+# On CUDA, D = 8, 16, 64, 128 are one to sixteen 16-byte vectors of 8 channels per head, held
+# by groups of 4, 4, 8 and 16 lanes; D = 12 and 36 are one channel per lane.
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-@pytest.mark.parametrize("channels", [8, 16, 64, 128])
+@pytest.mark.parametrize("channels", [8, 12, 16, 36, 64, 128])
 @pytest.mark.parametrize("op", OPS)
 def test_low_precision_gradients(device, dtype, channels, op):
     kernel, reference, pick = OPS[op]
@@ -158,21 +158,19 @@ def test_low_precision_gradients(device, dtype, channels, op):
     theirs = to(pick(rounded), "cpu", requires_grad=True)
     ours = to([a.to(dtype) if a.is_floating_point() else a for a in pick(inputs)], device, True)
     grad_output = torch.randn(1, 12, 2 * channels, dtype=torch.float64)
-    for got, want in zip(
-        grads_of(kernel, ours, grad_output.to(device, dtype)),
-        grads_of(reference, theirs, grad_output.to(dtype).double()),
-        strict=True,
-    ):
+    outputs = [kernel(*ours)] + grads_of(kernel, ours, grad_output.to(device, dtype))
+    expected = [reference(*theirs)] + grads_of(reference, theirs, grad_output.to(dtype).double())
+    for got, want in zip(outputs, expected, strict=True):
         assert got.dtype == dtype
         scale = want.abs().max().item() + 1e-6
         torch.testing.assert_close(got.double().cpu(), want, rtol=0.05, atol=0.02 * scale)
 
 
 # On CUDA, D = 4, 8, 32, 64, 128 float32 channels are 16-byte vectors of 4 held by groups of
-# 4, 4, 8, 16 and 32 lanes; D = 33 is one channel per lane. B*Q*H = 21 tasks leave the last
-# groups of a warp idle.
+# 4, 4, 8, 16 and 32 lanes; D = 33, 70, 126 are one channel per lane in two, three and four
+# chunks. B*Q*H = 21 tasks leave the last groups of a warp idle.
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("channels", [4, 8, 32, 33, 64, 128])
+@pytest.mark.parametrize("channels", [4, 8, 32, 33, 64, 70, 126, 128])
 @pytest.mark.parametrize("op", OPS)
 def test_float32_forward_and_gradients_for_every_lane_layout(device, channels, op):
     kernel, reference, pick = OPS[op]
@@ -223,25 +221,29 @@ def _one_element_in(t):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-5), (torch.bfloat16, 2e-2)])
 @pytest.mark.parametrize("op", OPS)
-def test_tensors_off_16_byte_boundaries_give_the_same_results(device, op):
-    # On CUDA such tensors are read one channel per lane instead of in 16-byte vectors.
+def test_tensors_off_16_byte_boundaries_give_the_same_results(device, dtype, tolerance, op):
+    # On CUDA, one such tensor makes the kernels read one channel per lane instead of 16-byte
+    # vectors: each input (and the output gradient) is moved off the boundary in turn.
     kernel, _, pick = OPS[op]
     inputs = make_inputs(2, [(4, 5), (2, 3)], 2, 32, 9, 2, seed=12, dtype=torch.float32)
-    aligned = to(pick(inputs), device, requires_grad=True)
-    shifted = [_one_element_in(a.detach()) if a.is_floating_point() else a for a in aligned]
-    assert all(a.storage_offset() == 1 for a in shifted if a.is_floating_point())
-    for a in shifted:
-        a.requires_grad_(a.is_floating_point())
-    out = kernel(*aligned)
-    torch.testing.assert_close(kernel(*shifted), out, rtol=1e-6, atol=1e-6)
+    args = to([a.to(dtype) if a.is_floating_point() else a for a in pick(inputs)], device)
+    out = kernel(*args)
     grad_output = torch.randn_like(out)
-    for got, want in zip(
-        grads_of(kernel, shifted, _one_element_in(grad_output)),
-        grads_of(kernel, aligned, grad_output),
-        strict=True,
-    ):
-        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+    def results(call_args, grad):
+        leaves = [a.detach().requires_grad_(a.is_floating_point()) for a in call_args]
+        return [kernel(*leaves), *grads_of(kernel, leaves, grad)]
+
+    expected = results(args, grad_output)
+    floating = [i for i, a in enumerate(args) if a.is_floating_point()]
+    for moved in [*floating, "grad_output"]:
+        call_args = [_one_element_in(a) if i == moved else a for i, a in enumerate(args)]
+        grad = _one_element_in(grad_output) if moved == "grad_output" else grad_output
+        for got, want in zip(results(call_args, grad), expected, strict=True):
+            scale = want.abs().max().item() + 1.0
+            torch.testing.assert_close(got, want, rtol=tolerance, atol=tolerance * scale)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -417,7 +417,6 @@ __global__ void kda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict
   }
 }
 
-
 // Calls launch(Lanes<...>{}) with the lane layout for D = `channels` of scalar_t: 16-byte
 // vectors where D is a multiple of a vector and `aligned`, else one channel per lane.
 template <typename scalar_t, typename Launch>
