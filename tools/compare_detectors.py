@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """Detectors side by side in one run: parameters, GFLOPs (total and encoder), encoder tokens
 updated, and inference latency at batch 1 measured round-robin (each round times every model
-once, so machine noise hits all of them alike), with ratios to the first config.
+once, so machine noise hits all of them alike), with ratios to the first config; with
+--train-iters, also training s/iter and peak memory at --train-batch images.
 
     tools/compare_detectors.py --configs configs/dino/dino_r50_4scale_12ep.py \\
         configs/focus_detr/focus_detr_r50_4scale_12ep.py [--size 850 1040] [--device cuda] \\
-        [--rounds 5] [--iters 5] [--no-flops] [--json out.json]
+        [--rounds 5] [--iters 5] [--no-flops] [--train-iters 5] [--json out.json]
 
 Random weights (no checkpoint is loaded): speed and flops do not depend on them, except that
 token-selecting detectors always keep the same number of tokens.
@@ -38,10 +39,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=3, help="timed runs per model per round")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--no-flops", action="store_true", help="skip the fvcore traces")
+    parser.add_argument(
+        "--train-iters", type=int, default=0, help="timed training steps per model (0: none)"
+    )
+    parser.add_argument("--train-batch", type=int, default=2, help="images per training step")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.iters < 1 or args.warmup < 0:
         parser.error("--rounds and --iters must be >= 1, --warmup >= 0")
+    if args.train_iters < 0 or args.train_batch < 1:
+        parser.error("--train-iters must be >= 0 and --train-batch >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device is available")
     for config in args.configs:
@@ -76,6 +83,14 @@ def compare(args: argparse.Namespace) -> list[dict]:
     for row, samples in zip(rows, times, strict=True):
         row["latency_ms"] = statistics.median(samples) * 1e3
         row["fps"] = 1e3 / row["latency_ms"]
+    if args.train_iters:
+        for row, model in zip(rows, models, strict=True):
+            batch = ma.dummy_training_inputs(
+                args.train_batch, tuple(args.size), model.num_classes, args.device
+            )
+            stats = ma.measure_training_step(model, batch, args.warmup, args.train_iters)
+            row["train_s_per_iter"] = stats["seconds_per_iter"]
+            row["train_peak_memory_mb"] = stats["peak_memory_mb"]
     base = rows[0]
     for row in rows:
         row["fps_ratio"] = row["fps"] / base["fps"]
@@ -99,6 +114,8 @@ def format_table(rows: list[dict]) -> str:
         ("tokens_updated", "tokens", "{:.3f}"),
         ("latency_ms", "ms", "{:.1f}"),
         ("fps_ratio", "FPS x", "{:.3f}"),
+        ("train_s_per_iter", "train s/it", "{:.3f}"),
+        ("train_peak_memory_mb", "train MiB", "{:.0f}"),
     ]
     columns = [c for c in columns if c[0] in rows[0]]
     cells = [[title for _, title, _ in columns]]

@@ -436,6 +436,27 @@ class _CpuPeakMemory:
             )
 
 
+def _timed(call, iters: int, device: torch.device) -> tuple[float, float, str]:
+    """Seconds per ``call()`` over ``iters`` calls, peak memory (MiB) and its source: on CUDA
+    ``torch.cuda.max_memory_allocated`` over the calls, on CPU :class:`_CpuPeakMemory`."""
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    tracker = contextlib.nullcontext() if cuda else _CpuPeakMemory()
+    with tracker:
+        start = time.perf_counter()
+        for _ in range(iters):
+            call()
+        if cuda:
+            torch.cuda.synchronize(device)
+        seconds = (time.perf_counter() - start) / iters
+    if cuda:
+        source = "cuda: torch.cuda.max_memory_allocated over the timed runs"
+        return seconds, torch.cuda.max_memory_allocated(device) / 2**20, source
+    return seconds, tracker.growth_mb, tracker.source
+
+
 @torch.no_grad()
 def measure_speed(model: nn.Module, inputs: Any, warmup: int = 3, iters: int = 10) -> dict:
     """Time ``model(inputs)`` under ``no_grad`` after ``warmup`` untimed calls.
@@ -450,34 +471,73 @@ def measure_speed(model: nn.Module, inputs: Any, warmup: int = 3, iters: int = 1
         if isinstance(value, bool) or not isinstance(value, int) or value < (name == "iters"):
             raise ValueError(f"measure_speed: '{name}' must be an int >= {int(name == 'iters')}")
     device = _model_device(model)
-    cuda = device.type == "cuda"
     images = len(inputs) if isinstance(inputs, list) else 1
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize(device)
-
     for _ in range(warmup):
         model(inputs)
-    sync()
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    tracker = contextlib.nullcontext() if cuda else _CpuPeakMemory()
-    with tracker:
-        start = time.perf_counter()
-        for _ in range(iters):
-            model(inputs)
-        sync()
-        seconds = (time.perf_counter() - start) / iters
-    if cuda:
-        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
-        source = "cuda: torch.cuda.max_memory_allocated over the timed runs"
-    else:
-        peak_mb, source = tracker.growth_mb, tracker.source
+    seconds, peak_mb, source = _timed(lambda: model(inputs), iters, device)
     return {
         "fps": images / seconds,
         "seconds_per_iter": seconds,
         "images_per_iter": images,
+        "iters": iters,
+        "warmup": warmup,
+        "device": str(device),
+        "peak_memory_mb": peak_mb,
+        "memory_source": source,
+    }
+
+
+def dummy_training_inputs(
+    batch_size: int,
+    size: Sequence[int],
+    num_classes: int,
+    device: str | torch.device = "cpu",
+    boxes_per_image: int = 8,
+    seed: int = 0,
+) -> list[dict]:
+    """:func:`dummy_inputs` with ``"instances"``: ``boxes_per_image`` random ground-truth boxes
+    (5% to 35% of each side) of random classes in ``[0, num_classes)``."""
+    from detectron2.structures import Boxes, Instances
+
+    inputs = dummy_inputs(batch_size, size, device, seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    height, width = size
+    scale = torch.tensor([width, height], dtype=torch.float32)
+    for item in inputs:
+        corner = torch.rand(boxes_per_image, 2, generator=generator) * 0.6 * scale
+        extent = (torch.rand(boxes_per_image, 2, generator=generator) * 0.3 + 0.05) * scale
+        instances = Instances((height, width))
+        instances.gt_boxes = Boxes(torch.cat([corner, corner + extent], 1).to(device))
+        classes = torch.randint(num_classes, (boxes_per_image,), generator=generator)
+        instances.gt_classes = classes.to(device)
+        item["instances"] = instances
+    return inputs
+
+
+def measure_training_step(model: nn.Module, inputs: list[dict], warmup: int = 2, iters: int = 5):
+    """Time training steps (forward, the summed losses' backward, an AdamW step) of
+    ``model`` in train mode on ``inputs`` (see :func:`dummy_training_inputs`); the model's
+    weights change. Returns ``{"seconds_per_iter", "images_per_iter", "iters", "warmup",
+    "device", "peak_memory_mb", "memory_source"}``, memory as in :func:`measure_speed`."""
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise ValueError(f"measure_training_step: 'iters' must be an int >= 1, got {iters!r}")
+    device = _model_device(model)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+    def step() -> None:
+        losses = model(inputs)
+        optimizer.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        optimizer.step()
+
+    for _ in range(warmup):
+        step()
+    seconds, peak_mb, source = _timed(step, iters, device)
+    model.eval()
+    return {
+        "seconds_per_iter": seconds,
+        "images_per_iter": len(inputs),
         "iters": iters,
         "warmup": warmup,
         "device": str(device),

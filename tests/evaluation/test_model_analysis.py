@@ -186,6 +186,34 @@ def test_measure_speed_cpu():
         measure_speed(ListModel(), [], iters=0)
 
 
+@pytest.mark.parametrize(
+    "path", ["configs/dino/models/dino_shapes.py", "configs/ddq/models/ddq_fcn_shapes.py"]
+)
+def test_measure_training_step_trains_on_random_boxes(path):
+    from pathlib import Path
+
+    from detectron2.config import LazyConfig, instantiate
+
+    from detr_efficient.evaluation import dummy_training_inputs, measure_training_step
+
+    repo = Path(__file__).resolve().parents[2]
+    torch.manual_seed(0)
+    model = instantiate(LazyConfig.load(str(repo / path)).model)
+    inputs = dummy_training_inputs(2, (64, 80), model.num_classes, boxes_per_image=3)
+    boxes = inputs[1]["instances"].gt_boxes.tensor
+    assert boxes.shape == (3, 4) and (boxes[:, 2:] > boxes[:, :2]).all()
+    assert (boxes[:, 2] <= 80).all() and (boxes[:, 3] <= 64).all()
+    before = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+    stats = measure_training_step(model, inputs, warmup=0, iters=1)
+    after = [p for p in model.parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    assert stats["images_per_iter"] == 2 and stats["iters"] == 1
+    assert stats["seconds_per_iter"] > 0 and stats["memory_source"].startswith("cpu")
+    assert not model.training
+    with pytest.raises(ValueError, match="iters"):
+        measure_training_step(model, inputs, iters=0)
+
+
 def test_encoder_token_counts_of_dino_focus_detr_and_lite_dino():
     from pathlib import Path
 

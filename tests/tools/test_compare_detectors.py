@@ -32,3 +32,15 @@ def test_a_detector_without_an_encoder_gets_dashes(tmp_path, capsys):
     assert dense["tokens_updated"] is None and dense["encoder_gflops"] == 0
     assert dense["encoder_gflops_ratio"] == 0 and dense["gflops"] > 0
     assert "—" in capsys.readouterr().out
+
+
+def test_training_steps_add_seconds_and_memory(tmp_path, capsys):
+    tool = load_tool("compare_detectors")
+    argv = ["--configs", DINO, FOCUS, "--size", "64", "64", "--rounds", "1", "--iters", "1"]
+    argv += ["--warmup", "0", "--no-flops", "--train-iters", "1", "--train-batch", "2"]
+    assert tool.main([*argv, "--json", str(tmp_path / "cmp.json")]) == 0
+    rows = json.loads((tmp_path / "cmp.json").read_text())["rows"]
+    for row in rows:
+        assert row["train_s_per_iter"] > 0 and row["train_peak_memory_mb"] >= 0
+        assert "gflops" not in row
+    assert "train s/it" in capsys.readouterr().out
