@@ -27,6 +27,8 @@ import torch
 
 from detr_efficient.evaluation import model_analysis as ma
 
+TRAIN_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -43,6 +45,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--train-iters", type=int, default=0, help="timed training steps per model (0: none)"
     )
     parser.add_argument("--train-batch", type=int, default=2, help="images per training step")
+    parser.add_argument(
+        "--train-precision",
+        nargs="+",
+        choices=sorted(TRAIN_PRECISIONS),
+        default=["fp32"],
+        help="training steps in fp32 and/or under bf16 autocast",
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.iters < 1 or args.warmup < 0:
@@ -88,9 +97,12 @@ def compare(args: argparse.Namespace) -> list[dict]:
             batch = ma.dummy_training_inputs(
                 args.train_batch, tuple(args.size), model.num_classes, args.device
             )
-            stats = ma.measure_training_step(model, batch, args.warmup, args.train_iters)
-            row["train_s_per_iter"] = stats["seconds_per_iter"]
-            row["train_peak_memory_mb"] = stats["peak_memory_mb"]
+            for precision in args.train_precision:
+                stats = ma.measure_training_step(
+                    model, batch, args.warmup, args.train_iters, TRAIN_PRECISIONS[precision]
+                )
+                row[f"train_s_per_iter_{precision}"] = stats["seconds_per_iter"]
+                row[f"train_peak_memory_mb_{precision}"] = stats["peak_memory_mb"]
     base = rows[0]
     for row in rows:
         row["fps_ratio"] = row["fps"] / base["fps"]
@@ -114,9 +126,10 @@ def format_table(rows: list[dict]) -> str:
         ("tokens_updated", "tokens", "{:.3f}"),
         ("latency_ms", "ms", "{:.1f}"),
         ("fps_ratio", "FPS x", "{:.3f}"),
-        ("train_s_per_iter", "train s/it", "{:.3f}"),
-        ("train_peak_memory_mb", "train MiB", "{:.0f}"),
     ]
+    for precision in TRAIN_PRECISIONS:
+        columns.append((f"train_s_per_iter_{precision}", f"train s/it {precision}", "{:.3f}"))
+        columns.append((f"train_peak_memory_mb_{precision}", f"MiB {precision}", "{:.0f}"))
     columns = [c for c in columns if c[0] in rows[0]]
     cells = [[title for _, title, _ in columns]]
     for row in rows:

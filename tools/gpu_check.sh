@@ -124,7 +124,8 @@ print('compat fixes', compat.applied_fixes())"
     configs/lite_detr/lite_dino_r50_4scale_12ep.py configs/ddq/ddq_detr_r50_4scale_12ep.py \
     configs/ddq/ddq_fcn_r50_12ep.py configs/ddq/ddq_rcnn_r50_12ep.py \
     configs/combined/focus_ddq_detr_r50_4scale_12ep.py \
-    --device cuda --rounds 10 --iters 10 --no-flops --train-iters 5 --json "$RESULTS/detectors.json"
+    --device cuda --rounds 10 --iters 10 --no-flops --train-iters 5 --train-precision fp32 bf16 \
+    --json "$RESULTS/detectors.json"
 else
   log "SKIP detectors: no Detectron2 wheel in $WHEELS_DIR (make gpu-wheels)"
 fi

@@ -514,9 +514,16 @@ def dummy_training_inputs(
     return inputs
 
 
-def measure_training_step(model: nn.Module, inputs: list[dict], warmup: int = 2, iters: int = 5):
+def measure_training_step(
+    model: nn.Module,
+    inputs: list[dict],
+    warmup: int = 2,
+    iters: int = 5,
+    autocast: torch.dtype | None = None,
+) -> dict:
     """Time training steps (forward, the summed losses' backward, an AdamW step) of
-    ``model`` in train mode on ``inputs`` (see :func:`dummy_training_inputs`); the model's
+    ``model`` in train mode on ``inputs`` (see :func:`dummy_training_inputs`), the forward
+    under ``torch.autocast`` to ``autocast`` (e.g. ``torch.bfloat16``) when given; the model's
     weights change. Returns ``{"seconds_per_iter", "images_per_iter", "iters", "warmup",
     "device", "peak_memory_mb", "memory_source"}``, memory as in :func:`measure_speed`."""
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
@@ -526,7 +533,8 @@ def measure_training_step(model: nn.Module, inputs: list[dict], warmup: int = 2,
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
     def step() -> None:
-        losses = model(inputs)
+        with torch.autocast(device.type, dtype=autocast, enabled=autocast is not None):
+            losses = model(inputs)
         optimizer.zero_grad(set_to_none=True)
         sum(losses.values()).backward()
         optimizer.step()

@@ -210,6 +210,8 @@ def test_measure_training_step_trains_on_random_boxes(path):
     assert stats["images_per_iter"] == 2 and stats["iters"] == 1
     assert stats["seconds_per_iter"] > 0 and stats["memory_source"].startswith("cpu")
     assert not model.training
+    stats = measure_training_step(model, inputs, warmup=0, iters=1, autocast=torch.bfloat16)
+    assert stats["seconds_per_iter"] > 0
     with pytest.raises(ValueError, match="iters"):
         measure_training_step(model, inputs, iters=0)
 

@@ -38,9 +38,13 @@ def test_training_steps_add_seconds_and_memory(tmp_path, capsys):
     tool = load_tool("compare_detectors")
     argv = ["--configs", DINO, FOCUS, "--size", "64", "64", "--rounds", "1", "--iters", "1"]
     argv += ["--warmup", "0", "--no-flops", "--train-iters", "1", "--train-batch", "2"]
+    argv += ["--train-precision", "fp32", "bf16"]
     assert tool.main([*argv, "--json", str(tmp_path / "cmp.json")]) == 0
     rows = json.loads((tmp_path / "cmp.json").read_text())["rows"]
     for row in rows:
-        assert row["train_s_per_iter"] > 0 and row["train_peak_memory_mb"] >= 0
+        for precision in ("fp32", "bf16"):
+            assert row[f"train_s_per_iter_{precision}"] > 0
+            assert row[f"train_peak_memory_mb_{precision}"] >= 0
         assert "gflops" not in row
-    assert "train s/it" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "train s/it fp32" in out and "train s/it bf16" in out
