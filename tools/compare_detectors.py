@@ -66,6 +66,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def add_training_steps(rows: list[dict], models: list, args: argparse.Namespace) -> None:
+    """Training s/iter and peak memory of each model, in each of ``args.train_precision``,
+    with one model on the device at a time so that its peak memory is its own."""
+    for model in models:
+        model.to("cpu")
+    for row, model in zip(rows, models, strict=True):
+        model.to(args.device)
+        batch = ma.dummy_training_inputs(
+            args.train_batch, tuple(args.size), model.num_classes, args.device
+        )
+        for precision in args.train_precision:
+            stats = ma.measure_training_step(
+                model, batch, args.warmup, args.train_iters, TRAIN_PRECISIONS[precision]
+            )
+            row[f"train_s_per_iter_{precision}"] = stats["seconds_per_iter"]
+            row[f"train_peak_memory_mb_{precision}"] = stats["peak_memory_mb"]
+        model.to("cpu")
+
+
 def compare(args: argparse.Namespace) -> list[dict]:
     inputs = ma.dummy_inputs(1, tuple(args.size), args.device)
     models, rows = [], []
@@ -93,16 +112,7 @@ def compare(args: argparse.Namespace) -> list[dict]:
         row["latency_ms"] = statistics.median(samples) * 1e3
         row["fps"] = 1e3 / row["latency_ms"]
     if args.train_iters:
-        for row, model in zip(rows, models, strict=True):
-            batch = ma.dummy_training_inputs(
-                args.train_batch, tuple(args.size), model.num_classes, args.device
-            )
-            for precision in args.train_precision:
-                stats = ma.measure_training_step(
-                    model, batch, args.warmup, args.train_iters, TRAIN_PRECISIONS[precision]
-                )
-                row[f"train_s_per_iter_{precision}"] = stats["seconds_per_iter"]
-                row[f"train_peak_memory_mb_{precision}"] = stats["peak_memory_mb"]
+        add_training_steps(rows, models, args)
     base = rows[0]
     for row in rows:
         row["fps_ratio"] = row["fps"] / base["fps"]

@@ -542,6 +542,7 @@ def measure_training_step(
     for _ in range(warmup):
         step()
     seconds, peak_mb, source = _timed(step, iters, device)
+    optimizer.zero_grad(set_to_none=True)  # free the gradients
     model.eval()
     return {
         "seconds_per_iter": seconds,
