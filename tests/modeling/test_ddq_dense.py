@@ -21,6 +21,7 @@ from detr_efficient.modeling.ddq import (
     apply_box_deltas,
     level_points,
 )
+from detr_efficient.modeling.ddq.fcn_head import geometric_mean_logit
 from detr_efficient.modeling.detector import normalized_images
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -47,18 +48,42 @@ def test_level_points_are_cell_centres_row_major():
 def test_dense_head_decodes_distances_around_each_point():
     head = DenseHead(16, num_classes=3, strides=(8, 16), convs=1, groups=4)
     with torch.no_grad():
-        head.bbox_pred.weight.zero_()
-        head.bbox_pred.bias.copy_(torch.log(torch.tensor([1.0, 2.0, 3.0, 4.0])))
-        head.scales.fill_(1.0)
+        head.predictor.bbox_pred.weight.zero_()
+        head.predictor.bbox_pred.bias.copy_(torch.log(torch.tensor([1.0, 2.0, 3.0, 4.0])))
+        head.predictor.scales.copy_(torch.tensor([1.0, 0.5]))
     features = [torch.randn(2, 16, 4, 6), torch.randn(2, 16, 2, 3)]
-    logits, boxes, tower = head(features)
-    assert logits.shape == (2, 24 + 6, 3) and boxes.shape == (2, 30, 4)
-    assert tower.shape == (2, 30, 16)
-    # first point of level 1 (stride 16): centre (8, 8), distances (1, 2, 3, 4) * 16
-    torch.testing.assert_close(boxes[0, 24], torch.tensor([8 - 16, 8 - 32, 8 + 48, 8 + 64.0]))
-    torch.testing.assert_close(torch.sigmoid(logits).mean(), torch.tensor(0.01), atol=5e-3, rtol=0)
+    out = head(features)
+    assert out.logits.shape == (2, 24 + 6, 3) and out.boxes.shape == (2, 30, 4)
+    assert out.tower.shape == (2, 30, 16) and out.aux_logits is None
+    # first point of level 1 (stride 16, scale 0.5): centre (8, 8), distances (1, 2, 3, 4) * 8
+    torch.testing.assert_close(out.boxes[0, 24], torch.tensor([8 - 8, 8 - 16, 8 + 24, 8 + 32.0]))
+    # scores start near sqrt(0.01 * 0.5): class prior 0.01, objectness 0.5 (DDQ's init)
+    mean = torch.sigmoid(out.logits).mean()
+    torch.testing.assert_close(mean, torch.tensor(0.005**0.5), atol=5e-3, rtol=0)
+    aux = head(features, with_aux=True)  # the one-to-many predictor: objectness prior 0.01
+    assert aux.aux_logits.shape == (2, 30, 3) and aux.aux_boxes.shape == (2, 30, 4)
+    torch.testing.assert_close(
+        torch.sigmoid(aux.aux_logits).mean(), torch.tensor(0.01), atol=2e-3, rtol=0
+    )
+    torch.testing.assert_close(aux.logits, out.logits)
     with pytest.raises(ValueError, match="feature levels"):
         head(features[:1])
+    with pytest.raises(ValueError, match="aux=True"):
+        DenseHead(16, num_classes=3, strides=(8,), convs=1, groups=4, aux=False)(
+            features[:1], with_aux=True
+        )
+
+
+def test_geometric_mean_logit_is_the_logit_of_the_geometric_mean():
+    a = torch.tensor([-30.0, -3.0, 0.0, 2.5, 8.0, 40.0], dtype=torch.float64)
+    b = torch.tensor([[-5.0], [0.0], [60.0]], dtype=torch.float64)
+    expected = torch.sqrt(torch.sigmoid(a) * torch.sigmoid(b))
+    got = torch.sigmoid(geometric_mean_logit(a, b).double())
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    x = a.float().requires_grad_(True)
+    y = b.float().requires_grad_(True)
+    geometric_mean_logit(x, y).sum().backward()
+    assert torch.isfinite(x.grad).all() and torch.isfinite(y.grad).all()
 
 
 def test_candidates_are_each_levels_best_valid_points():
@@ -89,6 +114,23 @@ def test_training_losses_and_gradients():
     assert set(model(_batch())) == {"loss_class", "loss_giou"}
 
 
+def test_the_one_to_many_loss_takes_the_second_predictors_own_candidates():
+    model = _model().train()
+    images, mask = normalized_images(
+        _batch(), model.pixel_mean, model.pixel_std, model.backbone.size_divisibility
+    )
+    with torch.no_grad():
+        q = model.queries(_batch())
+        out, valid, sizes = model.dense_queries(model.feature_maps(images), images, mask)
+    _, aux_logits, aux_boxes, _ = model.candidates(out.aux_logits, out.aux_boxes, valid, sizes)
+    torch.testing.assert_close(q.dense_logits, aux_logits)
+    torch.testing.assert_close(q.dense_boxes, aux_boxes)
+    for b in range(len(q.distinct_logits)):  # distinct queries: the main predictor's points
+        rows = q.distinct_logits[b][q.distinct_valid[b]]
+        assert (rows[:, None] == out.logits[b][None]).all(-1).any(-1).all()
+        assert not (rows[:, None] == out.aux_logits[b][None]).all(-1).any(-1).any()
+
+
 def test_detections_are_distinct_nms_survivors_in_original_coordinates(monkeypatch):
     model = _model(num_detections=1000).eval()
     captured = {}
@@ -104,7 +146,8 @@ def test_detections_are_distinct_nms_survivors_in_original_coordinates(monkeypat
         images, mask = normalized_images(
             _batch(), model.pixel_mean, model.pixel_std, model.backbone.size_divisibility
         )
-        logits, boxes, *_ = model.dense_queries(model.feature_maps(images), images, mask)
+        out, *_ = model.dense_queries(model.feature_maps(images), images, mask)
+        logits, boxes = out.logits, out.boxes
     first = outputs[0]["instances"]
     assert first.image_size == (48, 64)  # the original size, half the network input
     # the detected boxes are exactly torchvision's NMS survivors among the candidates

@@ -32,7 +32,8 @@ __all__ = ["DDQFCN", "DenseAndDistinct", "image_scale"]
 class DenseAndDistinct:
     """One batch through DDQ-FCN's query stage: the ``images`` (``ImageList``), the feature
     ``maps``; the dense queries' ``dense_logits`` ``[B, D, K]``, ``dense_boxes`` ``[B, D, 4]``
-    (normalised cxcywh), ``dense_valid`` ``[B, D]``; the distinct ones' ``distinct_logits``,
+    (normalised cxcywh), ``dense_valid`` ``[B, D]`` (in training, those of the head's
+    one-to-many predictors where it has them); the distinct ones' ``distinct_logits``,
     ``distinct_boxes``, head features ``distinct_content`` ``[B, Q, C]`` and
     ``distinct_valid`` (False for padding past an image's NMS survivors)."""
 
@@ -52,15 +53,16 @@ class DDQFCN(PixelNormalizedDetector):
     """DDQ-FCN, SPEC §5.
 
     - ``backbone``: a Detectron2 backbone giving the ``in_features`` maps (FPN P3–P7);
-      ``head``: ``DenseHead`` → class logits and a box at every point.
-    - Dense queries: the ``candidates_per_level`` best points of each level by their top class
-      probability (points on padding never), over all levels.
+      ``head``: ``DenseHead`` → score logits (class × objectness) and a box at every point.
+    - Dense queries: the ``candidates_per_level`` best points of each level by their top
+      score (points on padding never), over all levels.
     - Distinct queries: class-agnostic NMS at ``nms_iou`` over the dense queries of an image,
       then the ``num_queries`` best survivors; they alone are output.
     - Losses: ``one_to_one_loss`` (a ``DenseQueryLoss`` with ``top_k=1``: Hungarian, QFL
       β=2 + GIoU 2) on the distinct queries (``loss_class``, ``loss_giou``), and the
       training-only ``one_to_many_loss`` (``top_k=8``: each ground-truth box repeated 8 times
-      in the assignment) on all dense queries (``loss_aux_class``, ``loss_aux_giou``).
+      in the assignment) on the dense queries of the head's one-to-many predictors, chosen
+      the same way by their own scores (``loss_aux_class``, ``loss_aux_giou``).
     Boxes are handled as cxcywh relative to each valid image, like the DETRs' here.
     """
 
@@ -106,14 +108,17 @@ class DDQFCN(PixelNormalizedDetector):
         self.num_detections = num_detections
 
     def dense_queries(self, maps, images, mask):
-        """Dense predictions over the ``maps`` → (logits ``[B, S, K]``, boxes ``[B, S, 4]``
-        normalised cxcywh, valid bool ``[B, S]``, head features ``[B, S, C]``, tokens per
-        level)."""
-        logits, xyxy, tower = self.head(maps)
+        """Dense predictions over the ``maps`` → (the head's ``DenseOutputs`` with boxes as
+        normalised cxcywh, valid bool ``[B, S]``, tokens per level)."""
+        with_aux = self.training and self.one_to_many_loss is not None
+        outputs = self.head(maps, with_aux=with_aux and self.head.aux_predictor is not None)
         shapes = [tuple(m.shape[-2:]) for m in maps]
         valid = ~torch.cat([m.flatten(1) for m in level_masks(mask, shapes)], dim=1)
-        boxes = box_xyxy_to_cxcywh(xyxy) / image_scale(images, self.device)[:, None]
-        return logits, boxes, valid, tower, [h * w for h, w in shapes]
+        scale = image_scale(images, self.device)[:, None]
+        outputs.boxes = box_xyxy_to_cxcywh(outputs.boxes) / scale
+        if outputs.aux_boxes is not None:
+            outputs.aux_boxes = box_xyxy_to_cxcywh(outputs.aux_boxes) / scale
+        return outputs, valid, [h * w for h, w in shapes]
 
     def feature_maps(self, images) -> list[torch.Tensor]:
         """The backbone's ``in_features`` maps ``[B, C, H_l, W_l]``."""
@@ -136,27 +141,40 @@ class DDQFCN(PixelNormalizedDetector):
             start += int(level_scores.shape[1])
         return torch.cat(chosen, dim=1)
 
+    def candidates(self, logits, boxes, valid, sizes):
+        """Each level's best valid points by top score → (their indices ``[B, D]``, -1 past
+        a level's valid points; logits, boxes and scores ``[B, D]`` gathered)."""
+        scores = logits.detach().float().sigmoid().amax(-1)
+        index = self.select_candidates(scores, valid, sizes)
+        picked_logits, picked_boxes, picked_scores = ops.gather_tokens_many(
+            [logits, boxes, scores[..., None]], index, check_index=False
+        )
+        return index, picked_logits, picked_boxes, picked_scores[..., 0]
+
     def queries(self, batched_inputs: list[dict]) -> DenseAndDistinct:
         """Images, feature maps, dense queries and the distinct ones among them."""
         images, mask = normalized_images(
             batched_inputs, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
         )
         maps = self.feature_maps(images)
-        logits, boxes, valid, tower, sizes = self.dense_queries(maps, images, mask)
-        scores = logits.detach().float().sigmoid().amax(-1)
-        candidates = self.select_candidates(scores, valid, sizes)
-        dense_logits, dense_boxes, dense_scores = ops.gather_tokens_many(
-            [logits, boxes, scores[..., None]], candidates, check_index=False
+        out, valid, sizes = self.dense_queries(maps, images, mask)
+        index, dense_logits, dense_boxes, dense_scores = self.candidates(
+            out.logits, out.boxes, valid, sizes
         )
-        dense_valid = candidates >= 0
         distinct = select_distinct(
-            dense_boxes, dense_scores[..., 0], dense_valid, self.nms_iou, self.num_queries
+            dense_boxes, dense_scores, index >= 0, self.nms_iou, self.num_queries
         )
-        chosen = torch.gather(candidates, 1, distinct.clamp(min=0))
+        chosen = torch.gather(index, 1, distinct.clamp(min=0))
         chosen = torch.where(distinct >= 0, chosen, distinct)
-        picked = ops.gather_tokens_many([logits, boxes, tower], chosen, check_index=False)
+        picked = ops.gather_tokens_many(
+            [out.logits, out.boxes, out.tower], chosen, check_index=False
+        )
+        if out.aux_logits is not None:  # the one-to-many loss's own dense queries
+            index, dense_logits, dense_boxes, _ = self.candidates(
+                out.aux_logits, out.aux_boxes, valid, sizes
+            )
         return DenseAndDistinct(
-            images, maps, dense_logits, dense_boxes, dense_valid, *picked, distinct >= 0
+            images, maps, dense_logits, dense_boxes, index >= 0, *picked, distinct >= 0
         )
 
     def forward(self, batched_inputs: list[dict]):

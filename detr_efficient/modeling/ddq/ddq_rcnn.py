@@ -56,7 +56,7 @@ class DDQRCNN(DDQFCN):
                 f"DDQRCNN: need num_stages >= 1 and 1 <= pooler_levels <= "
                 f"{len(self.head.strides)}, got {num_stages} and {pooler_levels}"
             )
-        embed_dim = self.head.cls_logits.in_channels
+        embed_dim = self.head.predictor.cls_logits.in_channels
         self.stages = nn.ModuleList(
             RefinementStage(
                 embed_dim,
