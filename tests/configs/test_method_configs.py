@@ -217,3 +217,25 @@ def test_eval_only_over_coco_tiny_val(tmp_path, shared_data, method):
     results = do_eval(cfg)
     assert set(results["bbox"]) >= {"AP", "AP50", "AP75", "APs", "APm", "APl"}
     assert all(not math.isnan(results["bbox"][k]) for k in ("AP", "AP50"))
+
+
+@pytest.mark.parametrize(
+    ("path", "lr", "weight_decay"),
+    [
+        ("configs/ddq/ddq_fcn_r50_12ep.py", 5e-5, 0.1),
+        ("configs/ddq/ddq_rcnn_r50_12ep.py", 1e-4, 0.05),
+    ],
+)
+def test_the_ddq_fcn_and_rcnn_recipes_are_ddqs(path, lr, weight_decay):
+    """DDQ's ddq_fcn_r50_1x.py / ddq_rcnn_r50_1x.py: AdamW at one lr for every parameter, no
+    gradient clipping, mmdetection's 1x schedule; FPN P6 from C5 (``on_input``)."""
+    cfg = LazyConfig.load(str(REPO / path))
+    assert (cfg.optimizer.lr, cfg.optimizer.weight_decay) == (lr, weight_decay)
+    assert cfg.optimizer.params.lr_factors == {} and not cfg.train.clip_grad.enabled
+    scheduler = cfg.lr_multiplier
+    assert scheduler.warmup_factor == 0.001
+    assert scheduler.warmup_length * cfg.train.max_iter == pytest.approx(500)
+    assert scheduler.scheduler.milestones == [60000, 82500] and cfg.train.max_iter == 90000
+    top = cfg.model.backbone.top_block
+    assert (top.in_feature, top.in_channels) == ("res5", 2048)
+    assert cfg.model.backbone.bottom_up.freeze_at == 2  # frozen_stages=1: the stem and res2

@@ -1,4 +1,5 @@
-"""DDQ-FCN, ResNet-50 + FPN P3–P7 (SPEC §5): FCOS-like GroupNorm head (4 convs per tower),
+"""DDQ-FCN, ResNet-50 + FPN P3–P7, P6 from C5 as DDQ's ``add_extra_convs="on_input"``
+(SPEC §5): FCOS-like GroupNorm head (4 convs per tower, class × objectness scores),
 top 1000 points per level, class-agnostic NMS at 0.7, 300 distinct queries; one-to-one loss
 (Hungarian, QFL β=2 + GIoU 2) on them and the one-to-many auxiliary loss (k=8) on the dense
 queries. The paper: 41.5 AP at 12 epochs."""
@@ -23,7 +24,7 @@ model = L(DDQFCN)(
         bottom_up=resnet(depth=50),
         in_features=["res3", "res4", "res5"],
         out_channels=256,
-        top_block=L(LastLevelP6P7)(in_channels=256, out_channels=256, in_feature="p5"),
+        top_block=L(LastLevelP6P7)(in_channels=2048, out_channels=256, in_feature="res5"),
     ),
     head=L(DenseHead)(
         in_channels=256, num_classes="${..num_classes}", strides=(8, 16, 32, 64, 128), convs=4
