@@ -54,7 +54,7 @@ def test_dense_head_decodes_distances_around_each_point():
     features = [torch.randn(2, 16, 4, 6), torch.randn(2, 16, 2, 3)]
     out = head(features)
     assert out.logits.shape == (2, 24 + 6, 3) and out.boxes.shape == (2, 30, 4)
-    assert out.tower.shape == (2, 30, 16) and out.aux_logits is None
+    assert out.towers.shape == (2, 30, 32) and out.aux_logits is None
     # first point of level 1 (stride 16, scale 0.5): centre (8, 8), distances (1, 2, 3, 4) * 8
     torch.testing.assert_close(out.boxes[0, 24], torch.tensor([8 - 8, 8 - 16, 8 + 24, 8 + 32.0]))
     # scores start near sqrt(0.01 * 0.5): class prior 0.01, objectness 0.5 (DDQ's init)
@@ -219,6 +219,18 @@ def test_rcnn_losses_gradients_and_nested_distinct_sets():
         assert logits.shape == (2, model.num_queries, 5) and boxes.shape[-1] == 4
         assert not (distinct & ~previous).any()  # NMS only ever removes queries
         previous = distinct
+
+
+def test_rcnn_stages_learn_from_detached_head_features_and_boxes():
+    # DDQ's code: the queries' content is compress(both towers' features).detach() and their
+    # boxes are detached, so the stage losses train the stages and compress, not the head.
+    model = _rcnn().train()
+    losses = model(_batch())
+    stage_losses = [v for k, v in losses.items() if not k.startswith(("loss_fcn_", "loss_aux_"))]
+    sum(stage_losses).backward()
+    assert model.compress.weight.grad is not None and model.compress.in_features == 2 * 128
+    assert all(p.grad is None for p in model.head.parameters())
+    assert all(p.grad is not None for p in model.stages.parameters())
 
 
 def test_rcnn_outputs_only_the_last_stages_distinct_queries(monkeypatch):

@@ -34,7 +34,7 @@ class DenseAndDistinct:
     ``maps``; the dense queries' ``dense_logits`` ``[B, D, K]``, ``dense_boxes`` ``[B, D, 4]``
     (normalised cxcywh), ``dense_valid`` ``[B, D]`` (in training, those of the head's
     one-to-many predictors where it has them); the distinct ones' ``distinct_logits``,
-    ``distinct_boxes``, head features ``distinct_content`` ``[B, Q, C]`` and
+    ``distinct_boxes``, head features ``distinct_content`` ``[B, Q, 2C]`` (both towers') and
     ``distinct_valid`` (False for padding past an image's NMS survivors)."""
 
     images: ImageList
@@ -167,7 +167,7 @@ class DDQFCN(PixelNormalizedDetector):
         chosen = torch.gather(index, 1, distinct.clamp(min=0))
         chosen = torch.where(distinct >= 0, chosen, distinct)
         picked = ops.gather_tokens_many(
-            [out.logits, out.boxes, out.tower], chosen, check_index=False
+            [out.logits, out.boxes, out.towers], chosen, check_index=False
         )
         if out.aux_logits is not None:  # the one-to-many loss's own dense queries
             index, dense_logits, dense_boxes, _ = self.candidates(

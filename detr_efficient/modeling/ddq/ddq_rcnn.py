@@ -24,8 +24,9 @@ class DDQRCNN(DDQFCN):
     """DDQ R-CNN, SPEC §5.
 
     - Queries: DDQ-FCN's distinct queries (its dense head, NMS at ``nms_iou``, the
-      ``num_queries`` best); their content is the head's classification-tower feature at the
-      query's point, their box the head's box.
+      ``num_queries`` best); as in DDQ's code, their content is a linear map (``compress``)
+      of the head's two tower features at the query's point, detached, and their box the
+      head's box, detached.
     - ``num_stages`` ``RefinementStage`` (Sparse R-CNN dynamic interaction with DDQ's query
       distinctness enhancement; RoIAlign ``pooler_resolution``² over the first
       ``pooler_levels`` maps). Before each stage, class-agnostic NMS at ``nms_iou`` over the
@@ -68,6 +69,7 @@ class DDQRCNN(DDQFCN):
             )
             for _ in range(num_stages)
         )
+        self.compress = nn.Linear(2 * embed_dim, embed_dim)
         self.criterion = criterion
         self.pooler_levels = pooler_levels
         self.pooler = ROIPooler(
@@ -81,7 +83,7 @@ class DDQRCNN(DDQFCN):
         """Per stage (class logits ``[B, Q, K]``, boxes ``[B, Q, 4]`` normalised cxcywh,
         distinct bool ``[B, Q]``) for the distinct queries of ``q`` (``DenseAndDistinct``)."""
         scale = image_scale(q.images, self.device)[:, None]  # [B, 1, 4]
-        content, logits = q.distinct_content, q.distinct_logits
+        content, logits = self.compress(q.distinct_content.detach()), q.distinct_logits
         boxes = box_cxcywh_to_xyxy(q.distinct_boxes.detach().float()) * scale
         distinct = q.distinct_valid
         maps = q.maps[: self.pooler_levels]

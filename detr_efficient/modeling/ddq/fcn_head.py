@@ -84,13 +84,13 @@ class DensePredictor(nn.Module):
 @dataclass
 class DenseOutputs:
     """The head's ``logits`` ``[B, S, K]`` (score logits), ``boxes`` ``[B, S, 4]`` (xyxy in input
-    pixels) and classification-tower features ``tower`` ``[B, S, C]``, S = Σ H_l W_l, levels in
-    order, points row-major; when asked for, the one-to-many predictor's ``aux_logits`` and
-    ``aux_boxes`` (else None)."""
+    pixels) and ``towers`` ``[B, S, 2C]`` (the classification and regression towers' features,
+    concatenated), S = Σ H_l W_l, levels in order, points row-major; when asked for, the
+    one-to-many predictor's ``aux_logits`` and ``aux_boxes`` (else None)."""
 
     logits: torch.Tensor
     boxes: torch.Tensor
-    tower: torch.Tensor
+    towers: torch.Tensor
     aux_logits: torch.Tensor | None = None
     aux_boxes: torch.Tensor | None = None
 
@@ -141,7 +141,7 @@ class DenseHead(nn.Module):
         for level, (feature, stride) in enumerate(zip(features, self.strides, strict=True)):
             height, width = feature.shape[-2:]
             cls_map, reg_map = self.cls_tower(feature), self.reg_tower(feature)
-            towers.append(cls_map.flatten(2).transpose(1, 2))
+            towers.append(torch.cat([cls_map, reg_map], 1).flatten(2).transpose(1, 2))
             points = level_points(height, width, stride, feature.device)[None]
             main.append(self.predictor(cls_map, reg_map, level, stride, points))
             if with_aux:
