@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from detectron2.config import LazyConfig
+from detectron2.config import LazyConfig, instantiate
 
 from detr_efficient.data import register_shapes
 from detr_efficient.engine import check_config, do_eval, do_train
@@ -239,3 +239,22 @@ def test_the_ddq_fcn_and_rcnn_recipes_are_ddqs(path, lr, weight_decay):
     top = cfg.model.backbone.top_block
     assert (top.in_feature, top.in_channels) == ("res5", 2048)
     assert cfg.model.backbone.bottom_up.freeze_at == 2  # frozen_stages=1: the stem and res2
+
+
+@pytest.mark.parametrize(
+    "path", ["configs/ddq/ddq_fcn_shapes_cpu.py", "configs/ddq/ddq_rcnn_shapes_cpu.py"]
+)
+def test_the_ddq_shapes_recipes_slow_the_dense_box_branch(path):
+    """From scratch at the shapes DINO's lr, DDQ-FCN's unbounded distances drift and it does not
+    learn (BENCHMARKS.md); its box branch trains at a tenth of the lr in both predictors."""
+    cfg = LazyConfig.load(str(REPO / path))
+    model = instantiate(cfg.model)
+    factors = cfg.optimizer.params.lr_factors
+    slowed = {
+        name for name, _ in model.named_parameters() if any(name.startswith(k) for k in factors)
+    }
+    assert set(factors.values()) == {0.1}
+    for part in ("reg_tower", "bbox_pred", "scales"):
+        assert any(part in name for name in slowed)
+    assert not any("cls_logits" in name or "objectness" in name for name in slowed)
+    assert any(name.startswith("head.aux_predictor.bbox_pred") for name in slowed)
