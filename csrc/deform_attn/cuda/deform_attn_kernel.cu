@@ -195,11 +195,24 @@ struct Layout {
   }
 };
 
-// The lane's channels of `map`'s row of `token` (a corner inside the map) as acc_t.
+// Whether corner c lies inside the map; if so, `row` gets the lane's channels of its row of `map`.
 template <typename M, typename scalar_t, typename acc_t>
-__device__ __forceinline__ void load_corner(const Layout<acc_t>& in, const scalar_t* __restrict__ map, int64_t b,
-                                            int64_t h, int64_t token, int lane, acc_t (&row)[M::kSize]) {
-  load_lane<M>(map + in.row(b, token, h), in.s.channels, lane, row);
+__device__ __forceinline__ bool load_corner(const Layout<acc_t>& in, const scalar_t* __restrict__ map, const Task& t,
+                                            const Bilinear<acc_t>& corners, int c, acc_t (&row)[M::kSize]) {
+  if (corners.token[c] < 0) {
+    return false;
+  }
+  load_lane<M>(map + in.row(t.b, corners.token[c], t.h), in.s.channels, t.lane, row);
+  return true;
+}
+
+// acc += w * x over the lane's channels.
+template <typename M, typename acc_t>
+__device__ __forceinline__ void add_scaled(acc_t (&acc)[M::kSize], acc_t w, const acc_t (&x)[M::kSize]) {
+#pragma unroll
+  for (int e = 0; e < M::kSize; ++e) {
+    acc[e] += w * x[e];
+  }
 }
 
 // Corners outside the map are skipped, never multiplied in as zeros: with a non-finite location
@@ -217,15 +230,9 @@ __global__ void msda_forward_kernel(Layout<acc_t> in, const scalar_t* __restrict
       const acc_t a = attention[point];
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        if (corners.token[c] < 0) {
-          continue;
-        }
         acc_t row[M::kSize];
-        load_corner<M>(in, value, t.b, t.h, corners.token[c], t.lane, row);
-        const acc_t w = a * corners.weight[c];
-#pragma unroll
-        for (int e = 0; e < M::kSize; ++e) {
-          acc[e] += w * row[e];
+        if (load_corner<M>(in, value, t, corners, c, row)) {
+          add_scaled<M>(acc, a * corners.weight[c], row);
         }
       }
     }
@@ -252,11 +259,10 @@ __global__ void msda_backward_kernel(Layout<acc_t> in, const scalar_t* __restric
       acc_t d_attention = 0, d_x = 0, d_y = 0;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        if (corners.token[c] < 0) {
+        acc_t row[M::kSize];
+        if (!load_corner<M>(in, value, t, corners, c, row)) {
           continue;
         }
-        acc_t row[M::kSize];
-        load_corner<M>(in, value, t.b, t.h, corners.token[c], t.lane, row);
         const acc_t g_dot_v = dot<M>(g, row);
         d_attention += corners.weight[c] * g_dot_v;
         d_x += corners.dweight_dx[c] * g_dot_v;
@@ -295,17 +301,13 @@ __global__ void kda_forward_kernel(Layout<acc_t> in, const scalar_t* __restrict_
       acc_t q_dot_k = 0, value_sample[M::kSize] = {};  // q . k over the lane's channels
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        if (corners.token[c] < 0) {
+        acc_t row[M::kSize];
+        if (!load_corner<M>(in, key, t, corners, c, row)) {
           continue;
         }
-        acc_t row[M::kSize];
-        load_corner<M>(in, key, t.b, t.h, corners.token[c], t.lane, row);
         q_dot_k += corners.weight[c] * dot<M>(q, row);
-        load_corner<M>(in, value, t.b, t.h, corners.token[c], t.lane, row);
-#pragma unroll
-        for (int e = 0; e < M::kSize; ++e) {
-          value_sample[e] += corners.weight[c] * row[e];
-        }
+        load_corner<M>(in, value, t, corners, c, row);
+        add_scaled<M>(value_sample, corners.weight[c], row);
       }
       const acc_t logit = scale * group_sum<M>(q_dot_k);
       if (logit > running_max) {  // online softmax: rescale what was summed so far
@@ -366,17 +368,13 @@ __global__ void kda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict
       acc_t key_sample[M::kSize] = {}, q_dot_kc[4] = {}, g_dot_vc[4] = {}, q_dot_k = 0, g_dot_v = 0;
 #pragma unroll
       for (int c = 0; c < 4; ++c) {
-        if (corners.token[c] < 0) {
+        acc_t row[M::kSize];
+        if (!load_corner<M>(in, key, t, corners, c, row)) {
           continue;
         }
-        acc_t row[M::kSize];
-        load_corner<M>(in, key, t.b, t.h, corners.token[c], t.lane, row);
         q_dot_kc[c] = dot<M>(q, row);
-#pragma unroll
-        for (int e = 0; e < M::kSize; ++e) {
-          key_sample[e] += corners.weight[c] * row[e];
-        }
-        load_corner<M>(in, value, t.b, t.h, corners.token[c], t.lane, row);
+        add_scaled<M>(key_sample, corners.weight[c], row);
+        load_corner<M>(in, value, t, corners, c, row);
         g_dot_vc[c] = dot<M>(g, row);
         q_dot_k += corners.weight[c] * q_dot_kc[c];
         g_dot_v += corners.weight[c] * g_dot_vc[c];
