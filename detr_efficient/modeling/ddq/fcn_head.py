@@ -16,6 +16,14 @@ from torch import nn
 __all__ = ["DenseHead", "DenseOutputs", "DensePredictor", "geometric_mean_logit", "level_points"]
 
 
+def _init_convs(module: nn.Module) -> None:
+    """Weights N(0, 0.01) and zero biases for every conv of ``module``."""
+    for conv in module.modules():
+        if isinstance(conv, nn.Conv2d):
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+
 def _tower(channels: int, convs: int, groups: int) -> nn.Sequential:
     layers = []
     for _ in range(convs):
@@ -64,10 +72,7 @@ class DensePredictor(nn.Module):
         )
         self.bbox_pred = nn.Conv2d(channels, 4, 3, padding=1)
         self.scales = nn.Parameter(torch.ones(levels))
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=0.01)
-                nn.init.zeros_(module.bias)
+        _init_convs(self)
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
         nn.init.constant_(self.objectness[-1].bias, objectness_bias)
 
@@ -118,10 +123,7 @@ class DenseHead(nn.Module):
         self.strides = tuple(int(s) for s in strides)
         self.cls_tower = _tower(in_channels, convs, groups)
         self.reg_tower = _tower(in_channels, convs, groups)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=0.01)
-                nn.init.zeros_(module.bias)
+        _init_convs(self)
         levels, prior_logit = len(self.strides), -math.log((1 - prior_prob) / prior_prob)
         self.predictor = DensePredictor(in_channels, num_classes, levels, prior_prob, 0.0)
         self.aux_predictor = (
