@@ -13,22 +13,33 @@ from __future__ import annotations
 import torch
 
 from . import _extension
+from ._checked_levels import CheckedLevels
 from ._validation import FLOATING_DTYPES, check_same_device, check_tensor
 
 # The CUDA kernels keep up to 4 channels per lane of a warp in registers.
 MAX_CUDA_CHANNELS = 128
+# Level pairs already read back and found valid (one device sync per pair, not per call).
+_checked_levels = CheckedLevels()
+
+
+def _read_levels(spatial_shapes, level_start_index) -> list[int]:
+    """The ``3L`` values of both tensors in one host copy."""
+    return torch.cat([spatial_shapes.reshape(-1), level_start_index]).tolist()
 
 
 def _check_levels(op: str, spatial_shapes, level_start_index, value, levels: int) -> None:
     """``spatial_shapes`` ``[L, 2]`` positive, summing to S; ``level_start_index`` their offsets;
     both on ``value``'s device.
 
-    Reads the two small tensors in one copy (a device sync when they live on the GPU);
-    skipped while ``torch.compile`` traces (the kernels then read tokens past the map as
-    zeros instead of out of bounds)."""
+    Reads the two small tensors in one copy (a device sync when they live on the GPU), once
+    per pair while it stays unchanged (``CheckedLevels``); skipped while ``torch.compile``
+    traces (the kernels then read tokens past the map as zeros instead of out of bounds)."""
     check_tensor(op, "spatial_shapes", spatial_shapes, (levels, 2), (torch.int64,))
     check_tensor(op, "level_start_index", level_start_index, (levels,), (torch.int64,))
     if torch.compiler.is_compiling():  # values are unknown while tracing
+        return
+    tokens = value.shape[1]
+    if _checked_levels.contains(spatial_shapes, level_start_index, tokens):
         return
     levels_and_value = {
         "value": value,
@@ -36,8 +47,7 @@ def _check_levels(op: str, spatial_shapes, level_start_index, value, levels: int
         "level_start_index": level_start_index,
     }
     check_same_device(op, levels_and_value)
-    tokens = value.shape[1]
-    both = torch.cat([spatial_shapes.reshape(-1), level_start_index]).tolist()
+    both = _read_levels(spatial_shapes, level_start_index)
     shapes = [both[2 * level : 2 * level + 2] for level in range(levels)]
     starts = both[2 * levels :]
     if any(h <= 0 or w <= 0 for h, w in shapes):
@@ -54,6 +64,7 @@ def _check_levels(op: str, spatial_shapes, level_start_index, value, levels: int
             f"{op}: 'level_start_index' must be {expected} for spatial_shapes {shapes}, "
             f"got {starts}"
         )
+    _checked_levels.add(spatial_shapes, level_start_index, tokens)
 
 
 def _check_common(op: str, value, spatial_shapes, level_start_index, sampling_locations) -> tuple:

@@ -3,7 +3,9 @@
 import pytest
 import torch
 
+from detr_efficient.ops import deform_attn as deform_attn_module
 from detr_efficient.ops import key_aware_deform_attn, ms_deform_attn
+from detr_efficient.ops._checked_levels import CheckedLevels
 from detr_efficient.ops.reference import (
     key_aware_deform_attn_reference,
     ms_deform_attn_reference,
@@ -341,6 +343,63 @@ def test_bad_arguments_name_the_argument(name, bad, error, match):
     if name != "attention_weights":
         with pytest.raises(error, match=match):
             key_aware_deform_attn(*kda_args(inputs))
+
+
+@pytest.fixture
+def level_reads(monkeypatch):
+    """Counts host reads of the level tensors, starting from an empty ``CheckedLevels``."""
+    reads = []
+
+    def counting(spatial_shapes, level_start_index):
+        reads.append(spatial_shapes)
+        return real(spatial_shapes, level_start_index)
+
+    real = deform_attn_module._read_levels
+    monkeypatch.setattr(deform_attn_module, "_read_levels", counting)
+    monkeypatch.setattr(deform_attn_module, "_checked_levels", CheckedLevels(capacity=2))
+    return reads
+
+
+def test_an_unchanged_level_pair_is_read_back_once(level_reads):
+    inputs = make_inputs(2, [(4, 5), (2, 3)], 3, 4, 7, 2, seed=0, dtype=torch.float32)
+    for _ in range(3):
+        ms_deform_attn(*msda_args(inputs))
+        key_aware_deform_attn(*kda_args(inputs))
+    assert len(level_reads) == 1
+    # the same values in new tensors, and a value of another size, are checked again
+    copies = dict(inputs, spatial_shapes=inputs["spatial_shapes"].clone())
+    ms_deform_attn(*msda_args(copies))
+    assert len(level_reads) == 2
+    longer = dict(inputs, value=torch.zeros(2, 27, 3, 4))
+    with pytest.raises(ValueError, match="cover 26 tokens"):
+        ms_deform_attn(*msda_args(longer))
+    assert len(level_reads) == 3
+
+
+def test_a_level_pair_changed_in_place_is_checked_again(level_reads):
+    inputs = make_inputs(2, [(4, 5), (2, 3)], 3, 4, 7, 2, seed=0, dtype=torch.float32)
+    ms_deform_attn(*msda_args(inputs))
+    inputs["level_start_index"][1] = 19
+    with pytest.raises(ValueError, match=r"must be \[0, 20\]"):
+        ms_deform_attn(*msda_args(inputs))
+    inputs["level_start_index"][1] = 20
+    inputs["spatial_shapes"][1, 1] = 2
+    with pytest.raises(ValueError, match="cover 24 tokens"):
+        key_aware_deform_attn(*kda_args(inputs))
+    assert len(level_reads) == 3
+
+
+def test_level_pairs_beyond_the_capacity_and_inference_tensors_are_read_again(level_reads):
+    inputs = make_inputs(2, [(4, 5), (2, 3)], 3, 4, 7, 2, seed=0, dtype=torch.float32)
+    pairs = [dict(inputs, spatial_shapes=inputs["spatial_shapes"].clone()) for _ in range(3)]
+    for pair in pairs + pairs[:1]:  # capacity 2: the first pair was dropped
+        ms_deform_attn(*msda_args(pair))
+    assert len(level_reads) == 4
+    with torch.inference_mode():
+        frozen = dict(inputs, spatial_shapes=inputs["spatial_shapes"].clone())
+        for _ in range(2):
+            ms_deform_attn(*msda_args(frozen))
+    assert len(level_reads) == 6
 
 
 def test_kda_query_key_checks():

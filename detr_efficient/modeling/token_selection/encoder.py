@@ -29,7 +29,8 @@ VALUE_SOURCES = ("updated", "original")
 
 def keep_counts(valid_counts: torch.Tensor, ratio: float) -> torch.Tensor:
     """Tokens kept per image: ``min(n_b, floor(ratio * n_b) + 1)`` for ``n_b`` valid tokens
-    (int64 ``[B]``), as the official code rounds; 0 for an image without valid tokens."""
+    (int64 ``[B]``), the official code's count for the first layer (for later layers it
+    rounds the previous layer's count, README); 0 for an image without valid tokens."""
     kept = torch.floor(valid_counts.double() * ratio).long() + 1
     return torch.minimum(kept, valid_counts)
 
