@@ -14,7 +14,9 @@ DDQ-DETR → DDQDETR, configs/ddq/models/ddq_detr_r50.py), detr-distill-student 
 DETRDistill checkpoint, for the student's own config), torchvision-resnet (ImageNet weights →
 ``backbone.*`` for ``train.init_checkpoint``).
 Detectron2 ``.pkl`` ImageNet weights need no conversion: point ``train.init_checkpoint`` at
-them directly.
+them directly, except for a DETRDistill model, whose student and teacher both have a
+backbone: there ``--prefix student.`` puts converted weights under the student
+(``student.backbone.*``; the teacher comes from ``model.teacher_weights``).
 
 The input is read with ``torch.load(weights_only=True)`` (``detr_efficient.compat``
 allow-lists the ``argparse.Namespace`` and numpy data the official checkpoints carry); files
@@ -44,6 +46,7 @@ from detr_efficient.modeling.conversion import (
     PARTIAL_SOURCES,
     SOURCES,
     ConversionError,
+    check_against,
     convert_with_report,
 )
 
@@ -66,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--model-key",
         help="entry of the input holding the state dict (e.g. 'ema_model'; default: 'model', "
         "else mmdetection's 'state_dict'); a bare state dict is used as is",
+    )
+    parser.add_argument(
+        "--prefix",
+        default="",
+        help="prepended to every converted key, e.g. 'student.' for a DETRDistill student",
     )
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
     args = parser.parse_args(argv)
@@ -143,12 +151,14 @@ def run(args: argparse.Namespace) -> str:
     checkpoint = load_checkpoint(Path(args.input), args.trust)
     state_dict = extract_state_dict(checkpoint, args.model_key)
     model = build_model(args.config_file, args.opts) if args.config_file else None
-    conversion = convert_with_report(state_dict, args.source, reference=model)
+    conversion = convert_with_report(state_dict, args.source)
+    weights = {args.prefix + key: value for key, value in conversion.state_dict.items()}
     if model is not None:  # the proof: the model accepts the weights
         partial = args.source in PARTIAL_SOURCES
-        model.load_state_dict(conversion.state_dict, strict=not partial)
+        check_against(weights, model, partial, args.source)
+        model.load_state_dict(weights, strict=not partial)
     output = Path(args.output)
-    save_atomic({"model": conversion.state_dict}, output)
+    save_atomic({"model": weights}, output)
     checked = f"; fits {args.config_file}" if model is not None else ""
     return f"{conversion.summary()}\nwrote {output}{checked}"
 

@@ -52,7 +52,26 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
 
 class TrainCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` whose checkpoint files and ``last_checkpoint`` tag are
-    written atomically (local paths only)."""
+    written atomically (local paths only), and which refuses a checkpoint of which no weight
+    fits the model (Detectron2 only logs the keys it skipped, so such a run would train or
+    evaluate from random weights)."""
+
+    def _load_model(self, checkpoint: dict):
+        incompatible = super()._load_model(checkpoint)
+        model_keys = set(self.model.state_dict())
+        if model_keys and set(incompatible.missing_keys) >= model_keys:
+            sample, path = sorted(model_keys)[:3], getattr(self, "_loading", "?")
+            raise ValueError(
+                f"checkpoint: none of the weights in {path!r} fit the model "
+                f"(its keys look like {sample}; unused checkpoint keys: "
+                f"{sorted(incompatible.unexpected_keys)[:3]}). A DETRDistill model needs its "
+                "student's weights under 'student.' (tools/convert_checkpoint.py --prefix)."
+            )
+        return incompatible
+
+    def load(self, path: str, *args, **kwargs):
+        self._loading = path
+        return super().load(path, *args, **kwargs)
 
     def save(self, name: str, **kwargs) -> None:
         if not self.save_dir or not self.save_to_disk:

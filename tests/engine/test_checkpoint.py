@@ -58,6 +58,19 @@ def test_checkpointer_saves_weights_only_loadable_files(tmp_path):
     assert data["optimizer"]["state"][0]["step"] == 1
 
 
+def test_checkpointer_refuses_a_checkpoint_of_which_nothing_fits(tmp_path):
+    """Detectron2 only logs unused keys; a file of which no weight fits (here: a backbone
+    saved without the 'student.' prefix a distillation model needs) is an error naming it."""
+    pair = nn.ModuleDict({"student": nn.Linear(2, 2), "teacher": nn.Linear(2, 2)})
+    path = tmp_path / "backbone.pth"
+    torch.save({"model": {"weight": torch.ones(2, 2), "bias": torch.ones(2)}}, path)
+    with pytest.raises(ValueError, match=r"none of the weights in .*backbone\.pth.* fit"):
+        TrainCheckpointer(pair).load(str(path))
+    torch.save({"model": {"student.weight": torch.ones(2, 2)}}, path)
+    TrainCheckpointer(pair).load(str(path))  # a part is enough
+    assert torch.equal(pair["student"].weight, torch.ones(2, 2))
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)

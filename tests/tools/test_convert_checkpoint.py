@@ -76,6 +76,21 @@ class Holder(nn.Module):
 model = L(Holder)(backbone=L(build_resnet)(depth=18, out_features=("res5",)))
 """
 
+# A student and a teacher that both have a backbone, as in DETRDistill.
+TINY_PAIR = (
+    TINY_BACKBONE
+    + """
+
+class Pair(nn.Module):
+    def __init__(self, student, teacher):
+        super().__init__()
+        self.student, self.teacher = student, teacher
+
+
+model = L(Pair)(student=model, teacher=model)
+"""
+)
+
 # Ours → detrex (projects/deformable_detr: BaseTransformerLayer, ChannelMapper of ConvNormAct).
 DETREX_NAMES = [
     (r"neck\.(\w+)\.(\d+)\.0\.(.*)", r"neck.\1.\2.conv.\3"),
@@ -133,6 +148,7 @@ def configs(tmp_path_factory):
     root = tmp_path_factory.mktemp("configs")
     (root / "tiny_deformable.py").write_text(TINY_DEFORMABLE)
     (root / "tiny_backbone.py").write_text(TINY_BACKBONE)
+    (root / "tiny_pair.py").write_text(TINY_PAIR)
     return root
 
 
@@ -193,6 +209,21 @@ def test_torchvision_resnet_subset_of_model(tool, configs, torchvision_r18, tmp_
     assert torch.equal(
         model["backbone.res4.1.conv2.norm.running_var"], torchvision_r18["layer3.1.bn2.running_var"]
     )
+
+
+def test_prefix_puts_the_weights_under_the_student(
+    tool, configs, torchvision_r18, tmp_path, capsys
+):
+    source, output = tmp_path / "resnet18.pth", tmp_path / "r18.pth"
+    torch.save(torchvision_r18, source)
+    argv = ["--source", "torchvision-resnet", "--input", source, "--output", output]
+    pair = ["--config-file", configs / "tiny_pair.py"]
+    assert run_tool(tool, *argv, *pair) == 1  # backbone.* fits neither student nor teacher
+    assert "keys the model does not have: 'backbone." in capsys.readouterr().err
+    assert run_tool(tool, *argv, *pair, "--prefix", "student.") == 0
+    model = torch.load(output, map_location="cpu", weights_only=True)["model"]
+    assert all(k.startswith("student.backbone.") for k in model)
+    assert torch.equal(model["student.backbone.stem.conv1.weight"], torchvision_r18["conv1.weight"])
 
 
 def test_detectron2_checkpointer_loads_the_output(tool, configs, torchvision_r18, tmp_path):
