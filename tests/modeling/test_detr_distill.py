@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.config import LazyConfig, instantiate
+from torch import nn
 from torchvision.ops import box_iou, generalized_box_iou
 
 from detr_efficient.data import register_shapes
@@ -160,7 +161,8 @@ def test_teacher_query_quality_is_score_times_best_iou():
     targets = [{"boxes": gt, "labels": torch.tensor([0, 1])}, {"boxes": torch.zeros(0, 4)}]
     quality = teacher_query_quality(logits, boxes, targets)
     iou = box_iou(box_cxcywh_to_xyxy(boxes[0]), box_cxcywh_to_xyxy(gt)).amax(1)
-    expected = torch.stack([logits[0].sigmoid().amax(1) * iou, torch.zeros(2)])
+    # the image without ground truth: the class score alone (the official code's rule)
+    expected = torch.stack([logits[0].sigmoid().amax(1) * iou, logits[1].sigmoid().amax(1)])
     torch.testing.assert_close(quality, expected)
     assert math.isclose(
         float(quality[0, 0]), torch.sigmoid(torch.tensor(2.0)).item() * 0.5, rel_tol=1e-6
@@ -184,9 +186,7 @@ def test_target_aware_mask_on_a_hand_made_case():
 
 def test_feature_distillation_loss_on_a_hand_made_case():
     distill = FeatureDistillation(student_dim=2, teacher_dim=2, weight=3.0)
-    with torch.no_grad():
-        distill.adapter.weight.copy_(torch.eye(2))
-        distill.adapter.bias.zero_()
+    assert isinstance(distill.adapter, nn.Identity)  # equal widths: direct imitation
     teacher = torch.tensor([[[1.0, 2.0], [0.0, 0.0], [4.0, 4.0]]])
     student = torch.tensor([[[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]], requires_grad=True)
     mask = torch.tensor([[0.5, 1.0, 1.0]])
@@ -195,9 +195,18 @@ def test_feature_distillation_loss_on_a_hand_made_case():
     # level 0: ((0.5 * 2)^2 + 1 + 1) / (2 tokens * 2 channels); level 1: no valid token
     assert math.isclose(loss.item(), 3.0 * 3.0 / 4.0, rel_tol=1e-6)
     loss.backward()
-    assert student.grad is not None and distill.adapter.weight.grad is not None
+    assert student.grad is not None
     with pytest.raises(ValueError, match="same levels"):
         distill(student[:, :2], teacher, mask, padding, [2, 1])
+
+
+def test_feature_distillation_adapter_and_stage_options():
+    assert isinstance(FeatureDistillation(2, 3).adapter, nn.Linear)
+    assert isinstance(FeatureDistillation(2, 2, adapter=True).adapter, nn.Linear)
+    with pytest.raises(ValueError, match="cannot be switched off"):
+        FeatureDistillation(2, 3, adapter=False)
+    with pytest.raises(ValueError, match="teacher_stages"):
+        FeatureDistillation(2, 2, teacher_stages="first")
 
 
 def test_isolated_group_mask_by_hand():
@@ -276,7 +285,9 @@ def test_distillation_trains_the_student_only_and_evaluates_as_the_student(tmp_p
     model.train()
     assert not model.teacher.training and model.student.training
     losses = model(_batch())
-    names = {"loss_distill_feature"} | {
+    stages = len(model.teacher.decoder.layers)
+    names = {"loss_distill_feature"} | {f"loss_distill_feature_{i}" for i in range(stages - 1)}
+    names |= {
         f"{prefix}_{n}{s}"
         for prefix in ("loss_distill",)
         for n in ("class", "bbox", "giou")
@@ -298,6 +309,54 @@ def test_distillation_trains_the_student_only_and_evaluates_as_the_student(tmp_p
         alone = model.student(_batch())
     for a, b in zip(distilled, alone, strict=True):
         assert torch.equal(a["instances"].pred_boxes.tensor, b["instances"].pred_boxes.tensor)
+
+
+def test_feature_losses_follow_each_teacher_stage(tmp_path):
+    """One feature loss per teacher stage, masked by that stage's own queries and
+    predictions (the official code); "last" keeps the last stage's alone."""
+    model, _ = _distill_model(tmp_path)
+    model.train()
+    taps = {}
+    for role in ("student", "teacher"):
+        detector, original = getattr(model, role), getattr(model, role).tapped
+        detector.tapped = lambda group=None, role=role, original=original: _Recording(
+            original(group), taps, role
+        )
+    torch.manual_seed(2)
+    losses = model(_batch())
+    student, teacher = taps["student"], taps["teacher"]
+    targets = model.student.prepare_targets(_batch())
+    token_map = teacher.token_map
+    sizes = [h * w for h, w in token_map.shapes]
+    stages = len(teacher.logits)
+    values = []
+    for i in range(stages):
+        quality = teacher_query_quality(teacher.logits[i], teacher.boxes[i], targets)
+        mask = target_aware_mask(
+            teacher.hidden[i], quality, token_map.tokens, token_map.padding_mask, sizes
+        )
+        expected = model.feature_distill(
+            student.token_map.tokens, token_map.tokens, mask, token_map.padding_mask, sizes
+        )
+        name = "loss_distill_feature" + ("" if i == stages - 1 else f"_{i}")
+        torch.testing.assert_close(losses[name], expected)
+        values.append(float(expected.detach()))
+    assert len(set(values)) == stages  # the stages' masks differ
+    model.feature_distill.teacher_stages = "last"
+    torch.manual_seed(2)
+    last = model(_batch())
+    assert not any(k.startswith("loss_distill_feature_") for k in last)
+    assert math.isclose(float(last["loss_distill_feature"].detach()), values[-1], rel_tol=1e-5)
+
+
+def test_no_query_adapter_without_the_query_group(tmp_path):
+    model, _ = _distill_model(tmp_path, **{"model.query_weight": 0})
+    assert model.query_adapter is None
+    model.train()
+    losses = model(_batch())
+    assert not any("_qpad" in k for k in losses)
+    sum(losses.values()).backward()
+    assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
 
 
 def test_query_prior_losses_use_the_teachers_assignment(tmp_path):
@@ -357,7 +416,8 @@ def test_ddq_detrs_distill_through_their_distinct_queries_only(tmp_path):
     losses = model(_batch())
     names = {f"loss_distill_{n}{s}" for n in ("class", "bbox", "giou") for s in ("", "_0", "_1")}
     names |= {f"loss_{n}_qpad{s}" for n in ("class", "bbox", "giou") for s in ("", "_0", "_1")}
-    names |= {"loss_distill_feature", "loss_dense_class", "loss_class_dn"}
+    names |= {"loss_distill_feature", "loss_distill_feature_0", "loss_dense_class"}
+    names |= {"loss_class_dn"}
     assert names <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
     student, teacher = taps["student"], taps["teacher"]

@@ -45,7 +45,8 @@ class DETRDistill(nn.Module):
        (``loss_distill_{class,bbox,giou}[_i]``). With fewer student than teacher layers, the
        last student layers pair with the last teacher layers.
     2. ``feature_distill`` (``FeatureDistillation``): target-aware feature distillation of the
-       neck tokens, masked by the teacher's best queries (``loss_distill_feature``).
+       neck tokens, masked by the teacher's best queries of each decoder stage
+       (``loss_distill_feature[_i]``).
     3. Query-prior assignment distillation (``query_weight`` > 0): the teacher's decoder input
        queries (content through ``query_adapter`` when the widths differ, reference boxes)
        run through the student's decoder as an isolated extra group, supervised by the ground
@@ -108,8 +109,11 @@ class DETRDistill(nn.Module):
         self.logits_distill = logits_distill
         self.feature_distill = feature_distill
         self.query_weight = float(query_weight)
+        # Only with the query group on: an adapter that never gets a gradient stops DDP.
         self.query_adapter = (
-            nn.Identity()
+            None
+            if self.query_weight <= 0
+            else nn.Identity()
             if teacher.embed_dim == student.embed_dim
             else nn.Linear(teacher.embed_dim, student.embed_dim)
         )
@@ -156,7 +160,7 @@ class DETRDistill(nn.Module):
                 )
             )
         if self.feature_distill is not None:
-            losses["loss_distill_feature"] = self.feature_loss(student, teacher, targets)
+            losses.update(self.feature_losses(student, teacher, targets))
         if group is not None:
             losses.update(
                 self.query_prior_losses(
@@ -165,24 +169,34 @@ class DETRDistill(nn.Module):
             )
         return losses
 
-    def feature_loss(self, student: DecoderTap, teacher: DecoderTap, targets) -> torch.Tensor:
+    def feature_losses(self, student: DecoderTap, teacher: DecoderTap, targets) -> dict:
         """Target-aware feature distillation over the neck tokens (see ``FeatureDistillation``),
-        with the teacher's last-layer queries and predictions making the mask."""
+        one loss per teacher decoder stage, each masked by that stage's queries and
+        predictions: ``loss_distill_feature`` (last stage) and ``..._<i>``; the last stage's
+        alone with ``teacher_stages="last"``."""
         token_map = teacher.token_map
         sizes = [h * w for h, w in token_map.shapes]
-        last_mask = None if teacher.query_masks is None else teacher.query_masks[-1]
-        quality = teacher_query_quality(teacher.logits[-1], teacher.boxes[-1], targets, last_mask)
-        mask = target_aware_mask(
-            teacher.hidden[-1],
-            quality,
-            token_map.tokens,
-            token_map.padding_mask,
-            sizes,
-            self.feature_distill.top_k,
-        )
-        return self.feature_distill(
-            student.token_map.tokens, token_map.tokens, mask, token_map.padding_mask, sizes
-        )
+        last = len(teacher.logits) - 1
+        stages = range(last + 1) if self.feature_distill.teacher_stages == "all" else [last]
+        losses = {}
+        for i in stages:
+            query_mask = None if teacher.query_masks is None else teacher.query_masks[i]
+            quality = teacher_query_quality(
+                teacher.logits[i], teacher.boxes[i], targets, query_mask
+            )
+            mask = target_aware_mask(
+                teacher.hidden[i],
+                quality,
+                token_map.tokens,
+                token_map.padding_mask,
+                sizes,
+                self.feature_distill.top_k,
+            )
+            name = "loss_distill_feature" + ("" if i == last else f"_{i}")
+            losses[name] = self.feature_distill(
+                student.token_map.tokens, token_map.tokens, mask, token_map.padding_mask, sizes
+            )
+        return losses
 
     def query_prior_losses(
         self, student: DecoderTap, teacher_logits, teacher_boxes, teacher_masks, targets

@@ -19,12 +19,14 @@ def teacher_query_quality(
     query_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Quality ``[B, Q]`` of each teacher query: its highest class probability times the IoU
-    of its box with the best-overlapping ground-truth box (0 for an image without any, and
-    for the queries that ``query_mask`` bool ``[B, Q]`` leaves out, e.g. DDQ's suppressed
-    ones). ``logits`` ``[B, Q, K]``, ``boxes`` ``[B, Q, 4]`` normalised cxcywh, ``targets``
-    with normalised cxcywh ``boxes``."""
+    of its box with the best-overlapping ground-truth box; in an image without ground truth,
+    the class probability alone, as in the official code (the mask then follows what the
+    teacher believes are objects, instead of covering the whole image); 0 for the queries
+    that ``query_mask`` bool ``[B, Q]`` leaves out, e.g. DDQ's suppressed ones. ``logits``
+    ``[B, Q, K]``, ``boxes`` ``[B, Q, 4]`` normalised cxcywh, ``targets`` with normalised
+    cxcywh ``boxes``."""
     scores = logits.detach().float().sigmoid().amax(-1)
-    overlap = torch.zeros_like(scores)
+    overlap = torch.ones_like(scores)
     for i, target in enumerate(targets):
         if len(target["boxes"]):
             iou = box_iou(
@@ -63,17 +65,48 @@ def target_aware_mask(
     return torch.cat(levels, dim=1)
 
 
+TEACHER_STAGES = ("all", "last")
+
+
 class FeatureDistillation(nn.Module):
     """``weight`` × Σ over levels of the mean over a level's valid tokens and channels of
-    ``(mask · (F_teacher - adapter(F_student)))²``, with ``adapter`` a per-token linear map
-    (a 1×1 convolution) from ``student_dim`` to ``teacher_dim`` channels and the mask of
-    ``target_aware_mask`` (``top_k`` teacher queries)."""
+    ``(mask · (F_teacher - adapter(F_student)))²``, with the mask of ``target_aware_mask``
+    (``top_k`` teacher queries).
 
-    def __init__(self, student_dim: int, teacher_dim: int, weight: float = 1.0, top_k: int = 100):
+    ``adapter``: a per-token linear map (a 1×1 convolution) from ``student_dim`` to
+    ``teacher_dim`` channels; by default (None) only where the widths differ, as in the
+    official code (at equal widths the student's tokens imitate the teacher's directly);
+    True or False forces it on or off. ``teacher_stages``: "all" (the official code and the
+    paper: one loss per teacher decoder stage, each with the mask of that stage's queries)
+    or "last" (the last stage's alone).
+    """
+
+    def __init__(
+        self,
+        student_dim: int,
+        teacher_dim: int,
+        weight: float = 1.0,
+        top_k: int = 100,
+        adapter: bool | None = None,
+        teacher_stages: str = "all",
+    ):
         super().__init__()
-        self.adapter = nn.Linear(student_dim, teacher_dim)
+        if adapter is None:
+            adapter = student_dim != teacher_dim
+        if not adapter and student_dim != teacher_dim:
+            raise ValueError(
+                f"FeatureDistillation: student ({student_dim}) and teacher ({teacher_dim}) "
+                "widths differ, so the adapter cannot be switched off"
+            )
+        if teacher_stages not in TEACHER_STAGES:
+            raise ValueError(
+                f"FeatureDistillation: teacher_stages must be one of {TEACHER_STAGES}, got "
+                f"{teacher_stages!r}"
+            )
+        self.adapter = nn.Linear(student_dim, teacher_dim) if adapter else nn.Identity()
         self.weight = float(weight)
         self.top_k = int(top_k)
+        self.teacher_stages = teacher_stages
 
     def forward(
         self,
