@@ -27,12 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from detr_efficient.ops import (  # noqa: E402
     batched_nms,
     compiled_cuda_version,
+    deform_attn_threads_per_block,
     gather_tokens_many,
     key_aware_deform_attn,
     ms_deform_attn,
     scatter_tokens,
     select_topk,
 )
+from detr_efficient.ops.deform_attn import THREADS_PER_BLOCK_CHOICES  # noqa: E402
 from detr_efficient.ops.reference import (  # noqa: E402
     key_aware_deform_attn_reference,
     ms_deform_attn_reference,
@@ -231,8 +233,22 @@ def off_16_bytes(t: torch.Tensor) -> torch.Tensor:
     return storage[1:].view_as(t).copy_(t)
 
 
-def attention_calls(op: str, inputs: dict, classic):
-    """{variant: (forward, forward + backward)} callables for one op."""
+def with_threads_per_block(threads: int, fn):
+    """``fn`` run with the CUDA attention kernels launched at ``threads`` per block."""
+
+    def call():
+        previous = deform_attn_threads_per_block(threads)
+        try:
+            return fn()
+        finally:
+            deform_attn_threads_per_block(previous)
+
+    return call
+
+
+def attention_calls(op: str, inputs: dict, classic, block_sizes=()):
+    """{variant: (forward, forward + backward)} callables for one op; on the GPU, ours also
+    at each of ``block_sizes`` threads per block."""
     levels = (inputs["spatial_shapes"], inputs["level_start_index"])
     value, query = inputs["value"], inputs["query"]
     locations, weights = inputs["sampling_locations"], inputs["attention_weights"]
@@ -259,6 +275,12 @@ def attention_calls(op: str, inputs: dict, classic):
     }
     if value.is_cuda:
         calls["ours, 1 channel/lane"] = (lambda: ours(*unaligned), both(ours, unaligned_leaves))
+        for threads in block_sizes:
+            forward, forward_backward = calls["ours"]
+            calls[f"ours, {threads} threads/block"] = (
+                with_threads_per_block(threads, forward),
+                with_threads_per_block(threads, forward_backward),
+            )
     if classic is not None and op == "msda" and value.dtype == torch.float32:
         grad = torch.ones(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3])
         grad = grad.to(value.device)
@@ -282,10 +304,12 @@ def load_classic():
     return load("classic_msda", [str(source)], extra_cuda_cflags=["-O3"], verbose=False)
 
 
-def bench_attention(device, dtypes, image_hw, batch, repeats, warmup, classic) -> list[Row]:
+def bench_attention(
+    device, dtypes, image_hw, batch, repeats, warmup, classic, block_sizes=()
+) -> list[Row]:
     """MSDA and KDA at encoder (Q = S) and decoder (Q = 1100) shapes: forward, backward and
-    both, ours against the grid_sample reference (and, on the GPU, the classic kernel and our
-    kernels made to read one channel per lane)."""
+    both, ours against the grid_sample reference (and, on the GPU, the classic kernel, our
+    kernels made to read one channel per lane and ours at other ``block_sizes``)."""
     rows = []
     bandwidth = copy_bandwidth(device)
     for dtype in dtypes:
@@ -294,7 +318,7 @@ def bench_attention(device, dtypes, image_hw, batch, repeats, warmup, classic) -
             tokens = inputs["value"].shape[1]
             shape = f"{stage} B={batch} S={tokens} {str(dtype).replace('torch.', '')}"
             for op in ("msda", "kda"):
-                calls = attention_calls(op, inputs, classic)
+                calls = attention_calls(op, inputs, classic, block_sizes)
                 forward = {name: pair[0] for name, pair in calls.items()}
                 both = {name: pair[1] for name, pair in calls.items()}
                 forward_rows = timed_variants(f"{op} fwd", shape, forward, device, repeats, warmup)
@@ -366,6 +390,14 @@ def main() -> None:
         "--dtypes", nargs="+", help="attention dtypes; default float32 bfloat16 on GPU"
     )
     parser.add_argument("--attention-batch", type=int, help="default 2 on GPU, 1 on CPU")
+    parser.add_argument(
+        "--threads-per-block",
+        type=int,
+        nargs="+",
+        default=[],
+        choices=THREADS_PER_BLOCK_CHOICES,
+        help="GPU: also time our attention kernels at these launch shapes (default 256 only)",
+    )
     parser.add_argument("--only", nargs="+", choices=["nms", "tokens", "attention"])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=3)
@@ -386,7 +418,9 @@ def main() -> None:
         dtypes = [getattr(torch, name) for name in names]
         batch = args.attention_batch or (2 if gpu else 1)
         classic = load_classic() if gpu else None
-        rows += bench_attention(device, dtypes, image, batch, args.repeats, args.warmup, classic)
+        rows += bench_attention(
+            device, dtypes, image, batch, args.repeats, args.warmup, classic, args.threads_per_block
+        )
     print_table(rows)
     args.output.mkdir(parents=True, exist_ok=True)
     out = args.output / f"kernels_{device.type}.json"

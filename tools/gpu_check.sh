@@ -84,7 +84,7 @@ if wants ops; then
 fi
 if wants bench; then
   step benchmarks "$PYTHON" tools/benchmark_kernels.py --device cuda --output "$RESULTS" \
-    --nms-sizes 1000 5000 20000 30000
+    --nms-sizes 1000 5000 20000 30000 --threads-per-block 64 128 512
 fi
 
 missing_wheels() {  # names of the distributions in WHEELS_DIR that PYTHON does not have

@@ -174,6 +174,23 @@ def key_aware_deform_attn(
     return output
 
 
+THREADS_PER_BLOCK_CHOICES = (64, 128, 256, 512)
+
+
+def deform_attn_threads_per_block(threads: int | None = None) -> int:
+    """Threads per block of the CUDA deformable-attention kernels, a process-wide setting
+    (256 unless changed): returns the setting in force before the call and, given
+    ``threads`` (one of ``THREADS_PER_BLOCK_CHOICES``), changes it. Made for measuring launch
+    shapes side by side (``tools/benchmark_kernels.py --threads-per-block``); the CPU
+    kernels ignore it."""
+    if threads is not None and threads not in THREADS_PER_BLOCK_CHOICES:
+        raise ValueError(
+            f"deform_attn_threads_per_block: threads must be one of "
+            f"{THREADS_PER_BLOCK_CHOICES}, got {threads!r}"
+        )
+    return int(torch.ops.detr_efficient.deform_attn_threads_per_block(threads or 0))
+
+
 def _msda_setup(ctx, inputs, output):
     ctx.save_for_backward(*inputs)
 

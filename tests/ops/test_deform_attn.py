@@ -4,7 +4,11 @@ import pytest
 import torch
 
 from detr_efficient.ops import deform_attn as deform_attn_module
-from detr_efficient.ops import key_aware_deform_attn, ms_deform_attn
+from detr_efficient.ops import (
+    deform_attn_threads_per_block,
+    key_aware_deform_attn,
+    ms_deform_attn,
+)
 from detr_efficient.ops._checked_levels import CheckedLevels
 from detr_efficient.ops.reference import (
     key_aware_deform_attn_reference,
@@ -96,6 +100,46 @@ def test_forward_and_all_gradients_match_float64_reference(device, case, op):
         strict=True,
     ):
         torch.testing.assert_close(got.cpu(), want, rtol=1e-9, atol=1e-9)
+
+
+def test_threads_per_block_setting_round_trips_and_is_checked():
+    before = deform_attn_threads_per_block()
+    try:
+        assert deform_attn_threads_per_block(128) == before
+        assert deform_attn_threads_per_block() == 128
+        with pytest.raises(ValueError, match="must be one of"):
+            deform_attn_threads_per_block(100)
+        with pytest.raises(RuntimeError, match="64, 128, 256 or 512"):
+            torch.ops.detr_efficient.deform_attn_threads_per_block(1024)
+        assert deform_attn_threads_per_block() == 128
+    finally:
+        deform_attn_threads_per_block(before)
+    assert before == 256
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("threads", [64, 128, 512])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # one channel/lane, vectors
+@pytest.mark.parametrize("op", OPS)
+def test_cuda_block_sizes_give_the_reference(threads, dtype, op):
+    kernel, reference, pick = OPS[op]
+    inputs = make_inputs(2, [(8, 8), (4, 4), (2, 2), (1, 1)], 8, 32, 33, 4, seed=4)
+    cast = [a.to(dtype) if a.is_floating_point() else a for a in pick(inputs)]
+    ours = to(cast, "cuda", requires_grad=True)
+    theirs = to(pick(inputs), "cpu", requires_grad=True)
+    grad_output = torch.randn(2, 33, 8 * 32, dtype=torch.float64)
+    before = deform_attn_threads_per_block(threads)
+    try:
+        out = kernel(*ours)
+        got = grads_of(kernel, ours, grad_output.to("cuda", dtype))
+    finally:
+        deform_attn_threads_per_block(before)
+    tolerance = 1e-9 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(
+        out.cpu().double(), reference(*theirs), rtol=tolerance, atol=tolerance
+    )
+    for g, want in zip(got, grads_of(reference, theirs, grad_output), strict=True):
+        torch.testing.assert_close(g.cpu().double(), want, rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.parametrize("device", DEVICES)

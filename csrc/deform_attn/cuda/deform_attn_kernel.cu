@@ -28,12 +28,12 @@
 
 #include "../bilinear.h"
 #include "../deform_shape.h"
+#include "../launch_config.h"
 
 namespace detr_efficient {
 namespace {
 
 constexpr int kWarp = 32;
-constexpr int kThreadsPerBlock = 256;
 constexpr int kMaxChannels = 128;
 constexpr int kVectorBytes = 16;
 
@@ -467,8 +467,9 @@ void launch_tasks(void (*kernel)(Params...), const DeformShape& s, Args&&... arg
   if (threads == 0) {
     return;
   }
-  const dim3 grid((threads + kThreadsPerBlock - 1) / kThreadsPerBlock);
-  kernel<<<grid, kThreadsPerBlock, 0, at::cuda::getCurrentCUDAStream()>>>(std::forward<Args>(args)...);
+  const int64_t block = deform_threads_per_block();
+  const dim3 grid((threads + block - 1) / block);
+  kernel<<<grid, block, 0, at::cuda::getCurrentCUDAStream()>>>(std::forward<Args>(args)...);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
