@@ -14,6 +14,7 @@ from torch import nn
 
 from detr_efficient import ops
 from detr_efficient.ops import reference
+from detr_efficient.ops.deform_attn import check_level_values
 
 
 def resolve_op(name: str, use_reference: bool) -> Callable[..., torch.Tensor]:
@@ -290,10 +291,11 @@ class DeformableAttentionBase(nn.Module):
                 f"{owner}: 'level_start_index' must be int64 [L={levels}], got "
                 f"{level_start_index.dtype} {list(level_start_index.shape)}"
             )
-        # The kernel ops check the level values themselves (one host read); the reference
-        # does not, so check them here for it. Values are unknown while torch.compile traces.
+        # The kernel ops check the level values themselves (one host read per unchanged
+        # pair); the reference does not, so check them here for it, the same way. Values are
+        # unknown while torch.compile traces.
         if self.use_reference and not torch.compiler.is_compiling():
-            self._check_levels(owner, tokens, spatial_shapes, level_start_index)
+            check_level_values(owner, spatial_shapes, level_start_index, tokens)
         if key_padding_mask is not None:
             tensor("key_padding_mask", key_padding_mask, 2, "[B, S]")
             if key_padding_mask.dtype != torch.bool or tuple(key_padding_mask.shape) != (
@@ -305,34 +307,3 @@ class DeformableAttentionBase(nn.Module):
                     f"(True = padding), got {key_padding_mask.dtype} "
                     f"{list(key_padding_mask.shape)}"
                 )
-
-    @staticmethod
-    def _check_levels(
-        owner: str, tokens: int, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor
-    ) -> None:
-        """Positive shapes, S == sum(H_l * W_l) and level_start_index == their exclusive
-        cumsum, read back in one host transfer."""
-        sizes = spatial_shapes.prod(dim=1)
-        starts = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)[:-1]])
-        positive, total, starts_ok = torch.stack(
-            [
-                (spatial_shapes > 0).all().long(),
-                sizes.sum(),
-                (starts == level_start_index.to(starts.device)).all().long(),
-            ]
-        ).tolist()
-        if not positive:
-            raise ValueError(
-                f"{owner}: 'spatial_shapes' must be positive (H_l, W_l), got "
-                f"{spatial_shapes.tolist()}"
-            )
-        if total != tokens:
-            raise ValueError(
-                f"{owner}: 'spatial_shapes' covers sum(H_l * W_l) = {total} tokens but 'value' "
-                f"has S = {tokens}"
-            )
-        if not starts_ok:
-            raise ValueError(
-                f"{owner}: 'level_start_index' {level_start_index.tolist()} must be the "
-                f"exclusive cumsum of H_l * W_l {sizes.tolist()}"
-            )

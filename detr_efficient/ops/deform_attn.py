@@ -24,22 +24,47 @@ _checked_levels = CheckedLevels()
 
 def _read_levels(spatial_shapes, level_start_index) -> list[int]:
     """The ``3L`` values of both tensors in one host copy."""
-    return torch.cat([spatial_shapes.reshape(-1), level_start_index]).tolist()
+    both = [spatial_shapes.reshape(-1), level_start_index.to(spatial_shapes.device)]
+    return torch.cat(both).tolist()
+
+
+def check_level_values(owner: str, spatial_shapes, level_start_index, tokens: int) -> None:
+    """``spatial_shapes`` int64 ``[L, 2]`` positive and covering ``tokens`` (S);
+    ``level_start_index`` int64 ``[L]`` their offsets. Errors name ``owner``.
+
+    Reads the two small tensors in one copy (a device sync when they live on the GPU), once
+    per pair while it stays unchanged (``CheckedLevels``)."""
+    if _checked_levels.contains(spatial_shapes, level_start_index, tokens):
+        return
+    levels = spatial_shapes.shape[0]
+    both = _read_levels(spatial_shapes, level_start_index)
+    shapes = [both[2 * level : 2 * level + 2] for level in range(levels)]
+    starts = both[2 * levels :]
+    if any(h <= 0 or w <= 0 for h, w in shapes):
+        raise ValueError(f"{owner}: 'spatial_shapes' must be positive (H_l, W_l), got {shapes}")
+    sizes = [h * w for h, w in shapes]
+    if sum(sizes) != tokens:
+        raise ValueError(
+            f"{owner}: 'spatial_shapes' cover {sum(sizes)} tokens (sum of H_l * W_l) but "
+            f"'value' has S = {tokens}"
+        )
+    expected = [sum(sizes[:level]) for level in range(levels)]
+    if starts != expected:
+        raise ValueError(
+            f"{owner}: 'level_start_index' must be {expected} for spatial_shapes {shapes}, "
+            f"got {starts}"
+        )
+    _checked_levels.add(spatial_shapes, level_start_index, tokens)
 
 
 def _check_levels(op: str, spatial_shapes, level_start_index, value, levels: int) -> None:
-    """``spatial_shapes`` ``[L, 2]`` positive, summing to S; ``level_start_index`` their offsets;
-    both on ``value``'s device.
-
-    Reads the two small tensors in one copy (a device sync when they live on the GPU), once
-    per pair while it stays unchanged (``CheckedLevels``); skipped while ``torch.compile``
-    traces (the kernels then read tokens past the map as zeros instead of out of bounds)."""
+    """``spatial_shapes`` ``[L, 2]`` and ``level_start_index`` ``[L]`` as
+    ``check_level_values`` wants them, both on ``value``'s device; the values are not checked
+    while ``torch.compile`` traces (the kernels then read tokens past the map as zeros
+    instead of out of bounds)."""
     check_tensor(op, "spatial_shapes", spatial_shapes, (levels, 2), (torch.int64,))
     check_tensor(op, "level_start_index", level_start_index, (levels,), (torch.int64,))
     if torch.compiler.is_compiling():  # values are unknown while tracing
-        return
-    tokens = value.shape[1]
-    if _checked_levels.contains(spatial_shapes, level_start_index, tokens):
         return
     levels_and_value = {
         "value": value,
@@ -47,24 +72,7 @@ def _check_levels(op: str, spatial_shapes, level_start_index, value, levels: int
         "level_start_index": level_start_index,
     }
     check_same_device(op, levels_and_value)
-    both = _read_levels(spatial_shapes, level_start_index)
-    shapes = [both[2 * level : 2 * level + 2] for level in range(levels)]
-    starts = both[2 * levels :]
-    if any(h <= 0 or w <= 0 for h, w in shapes):
-        raise ValueError(f"{op}: 'spatial_shapes' must be positive (H_l, W_l), got {shapes}")
-    sizes = [h * w for h, w in shapes]
-    if sum(sizes) != tokens:
-        raise ValueError(
-            f"{op}: 'spatial_shapes' cover {sum(sizes)} tokens (sum of H_l * W_l) but 'value' "
-            f"has S = {tokens}"
-        )
-    expected = [sum(sizes[:level]) for level in range(levels)]
-    if starts != expected:
-        raise ValueError(
-            f"{op}: 'level_start_index' must be {expected} for spatial_shapes {shapes}, "
-            f"got {starts}"
-        )
-    _checked_levels.add(spatial_shapes, level_start_index, tokens)
+    check_level_values(op, spatial_shapes, level_start_index, value.shape[1])
 
 
 def _check_common(op: str, value, spatial_shapes, level_start_index, sampling_locations) -> tuple:
