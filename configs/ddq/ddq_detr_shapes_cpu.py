@@ -6,4 +6,8 @@ from .models.ddq_detr_shapes import model
 
 __all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
 
+# DDQ's dense box heads are built like the box heads, so they are slowed the same way.
+DENSE_BOX_HEADS = {"*.dense_box_heads": 0.1, "*.dense_enc_box_head": 0.1}
+optimizer.params.lr_factors.update(DENSE_BOX_HEADS)
+
 train.output_dir = "./output/ddq_detr_shapes_cpu"
