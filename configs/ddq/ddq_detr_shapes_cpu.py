@@ -6,8 +6,9 @@ from .models.ddq_detr_shapes import model
 
 __all__ = ["dataloader", "lr_multiplier", "model", "optimizer", "train"]
 
-# DDQ's dense box heads are built like the box heads, so they are slowed the same way.
-DENSE_BOX_HEADS = {"*.dense_box_heads": 0.1, "*.dense_enc_box_head": 0.1}
-optimizer.params.lr_factors.update(DENSE_BOX_HEADS)
+# Every parameter at the full lr, not the shapes DINO's slowed box heads: with DDQ's queries
+# the heads stayed alive (Focus-DDQ-DETR: about 28% of the box head's second hidden layer
+# active at iteration 250, against 2% in the shapes DINO), and slowed they learned later.
+optimizer.params.lr_factors = {}
 
 train.output_dir = "./output/ddq_detr_shapes_cpu"
