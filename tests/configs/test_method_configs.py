@@ -241,18 +241,29 @@ def test_the_ddq_fcn_and_rcnn_recipes_are_ddqs(path, lr, weight_decay):
     assert cfg.model.backbone.bottom_up.freeze_at == 2  # frozen_stages=1: the stem and res2
 
 
+def trained_lrs(path: str) -> tuple:
+    """(the loaded config, {trainable parameter name: its lr from the config's param groups})."""
+    cfg = LazyConfig.load(str(REPO / path))
+    if "teacher_weights" in cfg.model:
+        cfg.model.teacher_weights = None
+    model = instantiate(cfg.model)
+    cfg.optimizer.params.model = model
+    lr_of = {
+        id(p): group["lr"] for group in instantiate(cfg.optimizer.params) for p in group["params"]
+    }
+    named = model.named_parameters()
+    return cfg, {name: lr_of[id(p)] for name, p in named if p.requires_grad}
+
+
 @pytest.mark.parametrize(
     "path", ["configs/ddq/ddq_fcn_shapes_cpu.py", "configs/ddq/ddq_rcnn_shapes_cpu.py"]
 )
 def test_the_ddq_shapes_recipes_slow_the_dense_box_branch(path):
     """From scratch at the shapes DINO's lr, DDQ-FCN's unbounded distances drift and it does not
     learn (BENCHMARKS.md); its box branch trains at a tenth of the lr in both predictors."""
-    cfg = LazyConfig.load(str(REPO / path))
-    model = instantiate(cfg.model)
+    cfg, trained = trained_lrs(path)
     factors = cfg.optimizer.params.lr_factors
-    slowed = {
-        name for name, _ in model.named_parameters() if any(name.startswith(k) for k in factors)
-    }
+    slowed = {name for name, lr in trained.items() if lr == pytest.approx(cfg.optimizer.lr * 0.1)}
     assert set(factors.values()) == {0.1}
     for part in ("reg_tower", "bbox_pred", "scales"):
         assert any(part in name for name in slowed)
@@ -275,20 +286,6 @@ FULL_LR_DDQ_CONFIGS = [
 ]
 
 
-def trained_lrs(path: str) -> tuple[float, dict[str, float]]:
-    """(the config's lr, {trainable parameter name: its lr from the config's param groups})."""
-    cfg = LazyConfig.load(str(REPO / path))
-    if "teacher_weights" in cfg.model:
-        cfg.model.teacher_weights = None
-    model = instantiate(cfg.model)
-    cfg.optimizer.params.model = model
-    lr_of = {
-        id(p): group["lr"] for group in instantiate(cfg.optimizer.params) for p in group["params"]
-    }
-    named = model.named_parameters()
-    return cfg.optimizer.lr, {name: lr_of[id(p)] for name, p in named if p.requires_grad}
-
-
 def is_box_head(name: str) -> bool:
     return any(c.endswith(("box_head", "box_heads")) for c in name.split("."))
 
@@ -298,7 +295,8 @@ def test_the_detr_shapes_recipes_slow_every_box_head_and_nothing_else(path):
     """From scratch at lr 8e-4 the zero-initialised box heads' ReLUs died and DINO stayed near
     0 AP (BENCHMARKS.md): every box head parameter (decoder and encoder proposals; the
     student's in a distillation) trains at a tenth of the lr, the rest at the lr."""
-    lr, trained = trained_lrs(path)
+    cfg, trained = trained_lrs(path)
+    lr = cfg.optimizer.lr
     boxes = {name for name in trained if is_box_head(name)}
     assert any("enc_box_head" in name for name in boxes) or "deformable" in path
     assert any(name.startswith(("box_head", "box_heads", "student.box_head")) for name in boxes)
@@ -309,6 +307,7 @@ def test_the_detr_shapes_recipes_slow_every_box_head_and_nothing_else(path):
 @pytest.mark.parametrize("path", FULL_LR_DDQ_CONFIGS)
 def test_the_ddq_detr_shapes_recipes_train_everything_at_the_lr(path):
     """With DDQ's queries the box heads stayed alive, and slowed they learned later."""
-    lr, trained = trained_lrs(path)
+    cfg, trained = trained_lrs(path)
+    lr = cfg.optimizer.lr
     assert any(is_box_head(name) for name in trained)
     assert all(name_lr == pytest.approx(lr) for name_lr in trained.values())
