@@ -138,6 +138,66 @@ def test_training_without_instances_is_a_clear_error():
         model(batch)
 
 
+def _criterion_inputs(model, batch, seed: int = 3):
+    """The training losses and the ``outputs`` dict the criterion got, with the denoising
+    noise drawn from ``seed``."""
+    seen = {}
+    criterion_forward = model.criterion.forward
+
+    def spy(outputs, targets):
+        seen.update(outputs)
+        return criterion_forward(outputs, targets)
+
+    model.criterion.forward = spy
+    torch.manual_seed(seed)
+    return model(batch), seen
+
+
+@pytest.mark.parametrize("name", ["dino", "focus_detr"])
+def test_dino_encoder_loss_on_all_covers_every_valid_proposal(name):
+    """``encoder_loss_on="all"`` (Deformable DETR's two-stage loss) gives the criterion every
+    token's proposal with the valid ones as ``query_mask``; at the selected tokens these are
+    exactly the ``"selected"`` outputs, and every other loss is unchanged."""
+    selected = _model(name).train()
+    every = _model(name, **{"model.encoder_loss_on": '"all"'}).train()
+    every.load_state_dict(selected.state_dict())
+    proposed = []
+    propose = every.propose
+
+    def recording_propose(*args):
+        proposed.append(propose(*args))
+        return proposed[-1]
+
+    every.propose = recording_propose
+    losses_selected, seen_selected = _criterion_inputs(selected, _batch())
+    losses_all, seen_all = _criterion_inputs(every, _batch())
+
+    enc_selected, enc_all = seen_selected["enc_outputs"], seen_all["enc_outputs"]
+    valid = proposed[0][2]  # the second image is padded: not every proposal is valid
+    assert not valid.all()
+    assert enc_all["pred_logits"].shape[:2] == valid.shape
+    assert torch.equal(enc_all["query_mask"], valid)
+    assert "query_mask" not in enc_selected
+    index = every.select_proposals(enc_all["pred_logits"].amax(-1), valid)
+    for key in ("pred_logits", "pred_boxes"):
+        picked = torch.stack([enc_all[key][b, index[b]] for b in range(index.shape[0])])
+        torch.testing.assert_close(picked, enc_selected[key])
+    for loss in losses_selected:
+        if not loss.endswith("_enc"):
+            torch.testing.assert_close(losses_all[loss], losses_selected[loss])
+
+
+def test_dino_rejects_an_unknown_encoder_loss_choice():
+    with pytest.raises(ValueError, match="encoder_loss_on"):
+        _model("dino", **{"model.encoder_loss_on": '"dense"'})
+
+
+def test_ddq_detr_refuses_an_encoder_loss_on_every_proposal():
+    """DDQ-DETR's encoder loss is over its distinct queries; "all" would be silently ignored."""
+    with pytest.raises(ValueError, match="encoder_loss_on"):
+        _model("ddq_detr", **{"model.encoder_loss_on": '"all"'})
+
+
 @pytest.mark.parametrize(
     "path, low, high",
     [

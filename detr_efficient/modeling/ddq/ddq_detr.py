@@ -49,7 +49,8 @@ class DDQDETR(DINO):
       a second encoder head, without NMS, run through the same decoder in their own
       attention block with their own class and box heads, trained by ``dense_loss``
       (one-to-many, quality focal). Losses ``loss_dense_{class,giou}{_i,_enc}``.
-    - Denoising, the one-to-one losses and everything else are DINO's. The NMS scores are
+    - Denoising, the one-to-one losses and everything else are DINO's; the encoder loss
+      covers the distinct queries (``encoder_loss_on`` must stay ``"selected"``). The NMS scores are
       the class head's on the normalised hidden states (the official code scores the
       un-normalised ones, which the heads never see).
     """
@@ -64,6 +65,11 @@ class DDQDETR(DINO):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if self.encoder_loss_on != "selected":
+            raise ValueError(
+                f"{type(self).__name__}: the encoder loss covers the distinct queries; "
+                f"'encoder_loss_on' must be 'selected', got {self.encoder_loss_on!r}"
+            )
         if not dense_ratio > 0:
             raise ValueError(f"DDQDETR: 'dense_ratio' must be > 0, got {dense_ratio}")
         del self.query_content  # the content comes from the encoder memory

@@ -36,6 +36,10 @@ class DINO(DeformableDetectorBase):
       detrex).
     - ``box_eps``: the clamp of ``inverse_sigmoid`` on the references of the predicted boxes
       (DINO's code: 1e-3, mmdetection's DDQ-DETR head: 1e-5).
+    - ``encoder_loss_on``: which proposals the encoder loss matches and classifies.
+      ``"selected"`` (DINO's code): the ``num_queries`` selected ones. ``"all"``: every valid
+      proposal, as Deformable DETR's two-stage loss; a denser signal for the encoder and the
+      backbone, which helps training from scratch (BENCHMARKS.md, eighth session).
 
     ``forward`` returns the weighted loss dict in training and ``[{"instances"}]`` in eval.
     """
@@ -59,6 +63,7 @@ class DINO(DeformableDetectorBase):
         num_detections: int = 300,
         share_heads: bool = True,
         box_eps: float = 1e-5,
+        encoder_loss_on: str = "selected",
         **kwargs,
     ) -> None:
         super().__init__(
@@ -90,6 +95,12 @@ class DINO(DeformableDetectorBase):
             self.box_heads = nn.ModuleList(box_head(embed_dim) for _ in range(layers))
         self.share_heads = share_heads
         self.box_eps = float(box_eps)
+        if encoder_loss_on not in ("selected", "all"):
+            raise ValueError(
+                f"{type(self).__name__}: 'encoder_loss_on' must be 'selected' or 'all', "
+                f"got {encoder_loss_on!r}"
+            )
+        self.encoder_loss_on = encoder_loss_on
         reset_transformer_parameters(self.encoder, self.decoder, self.proposals)
 
     def decoder_heads(self) -> tuple[list[nn.Module], list[nn.Module]]:
@@ -99,15 +110,25 @@ class DINO(DeformableDetectorBase):
             return [self.class_head] * layers, [self.box_head] * layers
         return list(self.class_heads), list(self.box_heads)
 
-    def select_queries(self, token_map, memory):
-        """Two-stage selection → (reference boxes ``[B, K, 4]`` detached, encoder outputs for
-        the loss: logits ``[B, K, C]`` and boxes ``[B, K, 4]`` of the selected tokens)."""
+    def select_queries(self, token_map, memory) -> tuple[torch.Tensor, dict]:
+        """Two-stage selection → (reference boxes ``[B, K, 4]`` detached, the encoder outputs
+        for the loss: ``pred_logits`` ``[B, N, C]`` and ``pred_boxes`` ``[B, N, 4]`` of the
+        selected tokens (N = K), or of every token with the valid ones as ``query_mask``
+        (N = S, ``encoder_loss_on="all"``))."""
         output_memory, proposals, valid = self.propose(token_map, memory)
         enc_logits = self.enc_class_head(output_memory)
         enc_coords = self.enc_box_head(output_memory) + proposals  # [B, S, 4] unnormalised
         index = self.select_proposals(enc_logits.amax(-1), valid)
+        if self.encoder_loss_on == "all":
+            coords = ops.gather_tokens(enc_coords, index, check_index=False)
+            enc_outputs = {
+                "pred_logits": enc_logits,
+                "pred_boxes": enc_coords.sigmoid(),
+                "query_mask": valid,
+            }
+            return coords.detach().sigmoid(), enc_outputs
         logits, coords = ops.gather_tokens_many([enc_logits, enc_coords], index, check_index=False)
-        return coords.detach().sigmoid(), logits, coords.sigmoid()
+        return coords.detach().sigmoid(), {"pred_logits": logits, "pred_boxes": coords.sigmoid()}
 
     def forward(self, batched_inputs: list[dict]):
         images, token_map, memory = self.encode(batched_inputs)
@@ -118,7 +139,7 @@ class DINO(DeformableDetectorBase):
         """Query selection, denoising, the decoder and the heads over an encoded batch →
         the weighted loss dict (training, with ``targets``) or ``[{"instances"}]``. Queries
         run in the order denoising, the tap's group (see ``tapped``), matching."""
-        reference, enc_logits, enc_boxes = self.select_queries(token_map, memory)
+        reference, enc_outputs = self.select_queries(token_map, memory)
         batch, width = reference.shape[:2]
         content = self.query_content.weight[:width][None].expand(batch, -1, -1)
         queries = QueryGroup(content, reference)
@@ -150,7 +171,6 @@ class DINO(DeformableDetectorBase):
                 logits[-1][:, matching], boxes[-1][:, matching], images, batched_inputs
             )
 
-        enc_outputs = {"pred_logits": enc_logits, "pred_boxes": enc_boxes}
         outputs = self.criterion_outputs(logits, boxes, matching, enc_outputs, dn)
         return self.training_losses(outputs, targets, dn)
 
