@@ -1,5 +1,6 @@
 """COCO evaluation helpers around Detectron2's ``COCOEvaluator`` (pycocotools), and model
-analysis: parameters, fvcore flops with handles for the custom ops, speed and memory."""
+analysis: parameters, fvcore flops with handles for the custom ops, speed and memory, and
+the share of live ReLU units."""
 
 from .model_analysis import (
     EXTRA_OP_HANDLES,
@@ -21,11 +22,13 @@ from .model_analysis import (
     ms_deform_attn_flops,
     top_level_flops,
 )
+from .relu_activity import HiddenActivity, relu_activity
 
 __all__ = [
     "EXTRA_OP_HANDLES",
     "IGNORED_OPS",
     "FlopReport",
+    "HiddenActivity",
     "analyze_flops",
     "build_inference_model",
     "count_flops",
@@ -40,5 +43,6 @@ __all__ = [
     "measure_speed",
     "measure_training_step",
     "ms_deform_attn_flops",
+    "relu_activity",
     "top_level_flops",
 ]
