@@ -572,24 +572,49 @@ def load_config(config_file: str | os.PathLike, overrides: Sequence[str] = ()):
     return cfg
 
 
-def load_checkpoint(model: nn.Module, checkpoint: str | os.PathLike) -> None:
+def load_checkpoint(
+    model: nn.Module, checkpoint: str | os.PathLike, require_every_weight: bool = True
+) -> list[str]:
     """Load weights with Detectron2's ``DetectionCheckpointer``: a ``torch.save`` file with a
     ``"model"`` state dict (or a bare state dict), a Detectron2 ``.pkl``, or a URL it knows.
-    Missing and unexpected keys are logged by the checkpointer. Raises ``FileNotFoundError``
-    for a missing local file and ``ValueError`` for one that cannot be loaded."""
+    Returns the model's keys the checkpoint did not fill (absent or of another shape).
+
+    With ``require_every_weight`` (inference: a model with some random weights would give
+    meaningless results) any such key raises ``ValueError`` naming the first few; without it
+    (e.g. an ImageNet backbone as ``train.init_checkpoint``) they are only returned.
+    Raises ``FileNotFoundError`` for a missing local file and ``ValueError`` for one that
+    cannot be loaded."""
     from detectron2.checkpoint import DetectionCheckpointer
+
+    class RecordingCheckpointer(DetectionCheckpointer):
+        def _load_model(self, state):
+            self.incompatible = super()._load_model(state)
+            return self.incompatible
 
     checkpoint = str(checkpoint)
     if "://" not in checkpoint and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
+    checkpointer = RecordingCheckpointer(model)
     try:
-        DetectionCheckpointer(model).load(checkpoint)
+        checkpointer.load(checkpoint)
     except Exception as e:  # unreadable file, bad pickle, unreachable URL, ...
         raise ValueError(f"cannot load checkpoint {checkpoint}: {e}") from e
+    missing = sorted(checkpointer.incompatible.missing_keys)
+    if missing and require_every_weight:
+        unused = sorted(checkpointer.incompatible.unexpected_keys)
+        raise ValueError(
+            f"checkpoint {checkpoint} does not fill {len(missing)} of the model's "
+            f"{len(model.state_dict())} weights (e.g. {missing[:3]}; checkpoint keys the model "
+            f"does not use: {unused[:3]}). Is it a checkpoint of this config's model?"
+        )
+    return missing
 
 
 def build_inference_model(
-    cfg, device: str | torch.device = "cpu", checkpoint: str | os.PathLike | None = None
+    cfg,
+    device: str | torch.device = "cpu",
+    checkpoint: str | os.PathLike | None = None,
+    require_every_weight: bool = True,
 ) -> nn.Module:
     """``instantiate(cfg.model)`` on ``device`` in eval mode, with ``checkpoint`` loaded when
     given (see :func:`load_checkpoint`)."""
@@ -600,5 +625,5 @@ def build_inference_model(
         raise TypeError(f"cfg.model must build an nn.Module, got {type(model).__name__}")
     model.to(device).eval()
     if checkpoint:
-        load_checkpoint(model, checkpoint)
+        load_checkpoint(model, checkpoint, require_every_weight)
     return model

@@ -11,6 +11,7 @@ from detr_efficient.evaluation import (
     dummy_inputs,
     encoder_flops,
     key_aware_deform_attn_flops,
+    load_checkpoint,
     measure_speed,
     ms_deform_attn_flops,
     top_level_flops,
@@ -273,3 +274,33 @@ def test_the_dense_ddq_detectors_trace_for_flops(name):
     model = instantiate(LazyConfig.load(str(path)).model).eval()
     report = analyze_flops(model, (dummy_inputs(1, (128, 96)),))
     assert report.by_module["backbone"] > 0 and report.by_module["head"] > 0
+
+
+class _TwoLayers(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = nn.Linear(3, 4)
+        self.second = nn.Linear(4, 2)
+
+
+def test_load_checkpoint_needs_every_weight_for_inference(tmp_path):
+    """A checkpoint that leaves weights at their random init is an error (inference), or
+    returns those keys (an init checkpoint such as a backbone)."""
+    source = _TwoLayers()
+    full, partial, reshaped = tmp_path / "full.pth", tmp_path / "partial.pth", tmp_path / "r.pth"
+    torch.save({"model": source.state_dict()}, full)
+    torch.save({"model": {k: v for k, v in source.state_dict().items() if "first" in k}}, partial)
+    torch.save({"model": {**source.state_dict(), "second.bias": torch.zeros(3)}}, reshaped)
+
+    model = _TwoLayers()
+    assert load_checkpoint(model, full) == []
+    torch.testing.assert_close(model.second.weight, source.second.weight)
+    with pytest.raises(ValueError, match=r"does not fill 2 of the model's 4 weights.*second"):
+        load_checkpoint(_TwoLayers(), partial)
+    with pytest.raises(ValueError, match=r"does not fill 1 .*second\.bias"):
+        load_checkpoint(_TwoLayers(), reshaped)
+
+    model = _TwoLayers()
+    missing = load_checkpoint(model, partial, require_every_weight=False)
+    assert missing == ["second.bias", "second.weight"]
+    torch.testing.assert_close(model.first.weight, source.first.weight)

@@ -16,12 +16,15 @@ def tool():
     return load_tool("predict")
 
 
-@pytest.fixture
-def checkpoint(stand_in_config, tmp_path):
-    model = build_inference_model(load_config(stand_in_config))
-    path = tmp_path / "model.pth"
+def _save_checkpoint(config, path, *overrides):
+    model = build_inference_model(load_config(config, overrides))
     torch.save({"model": model.state_dict(), "iteration": 7}, path)
     return path
+
+
+@pytest.fixture
+def checkpoint(stand_in_config, tmp_path):
+    return _save_checkpoint(stand_in_config, tmp_path / "model.pth")
 
 
 @pytest.fixture
@@ -99,8 +102,9 @@ def test_threshold_and_no_dataset_ids(tool, stand_in_config, checkpoint, images,
     assert json.loads((out / "predictions.json").read_text()) == []
     assert (out / "a.png").is_file()
 
+    three = _save_checkpoint(stand_in_config, tmp_path / "three.pth", "model.num_classes=3")
     extra = ["--score-threshold", "0", "--dataset-name", "coco_tiny_val", "model.num_classes=3"]
-    assert tool.main(argv(stand_in_config, checkpoint, [single], out, *extra)) == 0
+    assert tool.main(argv(stand_in_config, three, [single], out, *extra)) == 0
     ids = {r["category_id"] for r in json.loads((out / "predictions.json").read_text())}
     assert ids <= {1, 2, 3}  # COCO ids of contiguous classes 0..2
 
@@ -125,9 +129,13 @@ def test_clear_errors(tool, stand_in_config, checkpoint, images, tmp_path):
         tool.main(argv(stand_in_config, garbage, [single], out))
     with pytest.raises(SystemExit, match="unknown_set: not a registered dataset"):
         tool.main(argv(stand_in_config, checkpoint, [single], out, "--dataset-name", "unknown_set"))
+    eighty = _save_checkpoint(stand_in_config, tmp_path / "eighty.pth", "model.num_classes=80")
     with pytest.raises(SystemExit, match="predicts class .* has 5 classes"):
         extra = ["--score-threshold", "0", "model.num_classes=80"]
-        tool.main(argv(stand_in_config, checkpoint, [single], out, *extra))
+        tool.main(argv(stand_in_config, eighty, [single], out, *extra))
+    # A checkpoint of another class count would leave the class head at random: refused.
+    with pytest.raises(SystemExit, match="does not fill 2 of the model's .*class_head"):
+        tool.main(argv(stand_in_config, checkpoint, [single], out, "model.num_classes=80"))
 
 
 SMALL_CONFIGS = [

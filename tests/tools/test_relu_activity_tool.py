@@ -52,3 +52,17 @@ def test_bad_arguments_are_clear_errors(tool, tmp_path):
         tool.main(["--config-file", str(DINO), "--num-images", "0"])
     with pytest.raises(KeyError, match="not a registered dataset"):
         tool.main(["--config-file", str(DINO), "--dataset", "no_such_dataset"])
+    # Another detector's checkpoint would leave DINO's encoder at random: refused.
+    focus = build_inference_model(load_config(REPO / "configs/focus_detr/focus_detr_shapes_cpu.py"))
+    torch.save({"model": focus.state_dict()}, tmp_path / "focus.pth")
+    with pytest.raises(ValueError, match="does not fill .* Is it a checkpoint of this config"):
+        tool.main(
+            [
+                "--config-file",
+                str(DINO),
+                "--dataset",
+                DATASET,
+                "--checkpoint",
+                str(tmp_path / "focus.pth"),
+            ]
+        )
