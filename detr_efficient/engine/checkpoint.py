@@ -54,10 +54,22 @@ class TrainCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` whose checkpoint files and ``last_checkpoint`` tag are
     written atomically (local paths only), and which refuses a checkpoint of which no weight
     fits the model (Detectron2 only logs the keys it skipped, so such a run would train or
-    evaluate from random weights)."""
+    evaluate from random weights). With ``require_every_weight`` (evaluation) it refuses one
+    that leaves any weight unfilled."""
+
+    def __init__(self, *args, require_every_weight: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.require_every_weight = require_every_weight
 
     def _load_model(self, checkpoint: dict):
         incompatible = super()._load_model(checkpoint)
+        missing = sorted(incompatible.missing_keys)
+        if self.require_every_weight and missing:
+            raise ValueError(
+                f"checkpoint: {getattr(self, '_loading', '?')!r} does not fill {len(missing)} "
+                f"of the model's weights (e.g. {missing[:3]}); evaluating would use random "
+                "values for them. Is it a checkpoint of this config's model?"
+            )
         model_keys = set(self.model.state_dict())
         if model_keys and set(incompatible.missing_keys) >= model_keys:
             sample, path = sorted(model_keys)[:3], getattr(self, "_loading", "?")

@@ -158,7 +158,9 @@ def do_eval(cfg) -> dict:
     model = build_model(cfg)
     if not cfg.train.init_checkpoint:
         logger.warning("train.init_checkpoint is empty: evaluating a randomly initialized model")
-    extra = TrainCheckpointer(model).load(cfg.train.init_checkpoint)
+    extra = TrainCheckpointer(model, require_every_weight=bool(cfg.train.init_checkpoint)).load(
+        cfg.train.init_checkpoint
+    )
     ema_cfg = cfg.train.model_ema
     if ema_cfg.enabled and ema_cfg.eval_with_ema:
         if "ema" in extra:

@@ -71,6 +71,17 @@ def test_checkpointer_refuses_a_checkpoint_of_which_nothing_fits(tmp_path):
     assert torch.equal(pair["student"].weight, torch.ones(2, 2))
 
 
+def test_an_evaluation_checkpointer_needs_every_weight(tmp_path):
+    model = nn.Linear(2, 2)
+    path = tmp_path / "part.pth"
+    torch.save({"model": {"weight": torch.ones(2, 2)}}, path)
+    with pytest.raises(ValueError, match=r"part\.pth' does not fill 1 .*\['bias'\]"):
+        TrainCheckpointer(model, require_every_weight=True).load(str(path))
+    torch.save({"model": {"weight": torch.ones(2, 2), "bias": torch.zeros(2)}}, path)
+    TrainCheckpointer(model, require_every_weight=True).load(str(path))
+    assert torch.equal(model.bias, torch.zeros(2))
+
+
 def _umask():
     mask = os.umask(0)
     os.umask(mask)
