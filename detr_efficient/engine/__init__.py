@@ -3,7 +3,13 @@ resumable training data stream, atomic checkpoints, optimizer parameter groups, 
 checks and a launcher that runs DDP over NCCL or gloo."""
 
 from .amp import Precision
-from .checkpoint import PeriodicCheckpointHook, TrainCheckpointer, atomic_torch_save, atomic_write
+from .checkpoint import (
+    IncompleteCheckpointError,
+    PeriodicCheckpointHook,
+    TrainCheckpointer,
+    atomic_torch_save,
+    atomic_write,
+)
 from .config import ConfigError, check_config, check_train_config
 from .ema import ModelEMA
 from .launch import backend_for_device, launch
@@ -15,6 +21,7 @@ from .trainer import Trainer
 
 __all__ = [
     "ConfigError",
+    "IncompleteCheckpointError",
     "ModelEMA",
     "PeriodicCheckpointHook",
     "Precision",

@@ -17,7 +17,13 @@ from detectron2.utils import comm
 
 from .rng import capture_rng_state
 
-__all__ = ["PeriodicCheckpointHook", "TrainCheckpointer", "atomic_write", "atomic_torch_save"]
+__all__ = [
+    "IncompleteCheckpointError",
+    "PeriodicCheckpointHook",
+    "TrainCheckpointer",
+    "atomic_write",
+    "atomic_torch_save",
+]
 
 
 def _umask() -> int:
@@ -50,12 +56,17 @@ def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
+class IncompleteCheckpointError(ValueError):
+    """A checkpoint leaves some of the model's weights unfilled where all are required."""
+
+
 class TrainCheckpointer(DetectionCheckpointer):
     """``DetectionCheckpointer`` whose checkpoint files and ``last_checkpoint`` tag are
     written atomically (local paths only), and which refuses a checkpoint of which no weight
     fits the model (Detectron2 only logs the keys it skipped, so such a run would train or
-    evaluate from random weights). With ``require_every_weight`` (evaluation) it refuses one
-    that leaves any weight unfilled."""
+    evaluate from random weights). With ``require_every_weight`` (evaluation, inference) it
+    raises ``IncompleteCheckpointError`` for one that leaves any weight unfilled (absent, or
+    of another shape)."""
 
     def __init__(self, *args, require_every_weight: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -64,13 +75,14 @@ class TrainCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint: dict):
         incompatible = super()._load_model(checkpoint)
         missing = sorted(incompatible.missing_keys)
-        if self.require_every_weight and missing:
-            raise ValueError(
-                f"checkpoint: {getattr(self, '_loading', '?')!r} does not fill {len(missing)} "
-                f"of the model's weights (e.g. {missing[:3]}); evaluating would use random "
-                "values for them. Is it a checkpoint of this config's model?"
-            )
         model_keys = set(self.model.state_dict())
+        if self.require_every_weight and missing:
+            raise IncompleteCheckpointError(
+                f"checkpoint {getattr(self, '_loading', '?')!r} does not fill {len(missing)} of "
+                f"the model's {len(model_keys)} weights (e.g. {missing[:3]}; checkpoint keys the "
+                f"model does not use: {sorted(incompatible.unexpected_keys)[:3]}), which would "
+                "keep random values. Is it a checkpoint of this config's model?"
+            )
         if model_keys and set(incompatible.missing_keys) >= model_keys:
             sample, path = sorted(model_keys)[:3], getattr(self, "_loading", "?")
             raise ValueError(

@@ -574,40 +574,28 @@ def load_config(config_file: str | os.PathLike, overrides: Sequence[str] = ()):
 
 def load_checkpoint(
     model: nn.Module, checkpoint: str | os.PathLike, require_every_weight: bool = True
-) -> list[str]:
-    """Load weights with Detectron2's ``DetectionCheckpointer``: a ``torch.save`` file with a
-    ``"model"`` state dict (or a bare state dict), a Detectron2 ``.pkl``, or a URL it knows.
-    Returns the model's keys the checkpoint did not fill (absent or of another shape).
+) -> None:
+    """Load weights with the project's ``TrainCheckpointer`` (Detectron2's): a ``torch.save``
+    file with a ``"model"`` state dict (or a bare state dict), a Detectron2 ``.pkl``, or a URL
+    it knows.
 
     With ``require_every_weight`` (inference: a model with some random weights would give
-    meaningless results) any such key raises ``ValueError`` naming the first few; without it
-    (e.g. an ImageNet backbone as ``train.init_checkpoint``) they are only returned.
-    Raises ``FileNotFoundError`` for a missing local file and ``ValueError`` for one that
-    cannot be loaded."""
-    from detectron2.checkpoint import DetectionCheckpointer
-
-    class RecordingCheckpointer(DetectionCheckpointer):
-        def _load_model(self, state):
-            self.incompatible = super()._load_model(state)
-            return self.incompatible
+    meaningless results) a checkpoint that leaves any weight unfilled raises
+    ``IncompleteCheckpointError`` (a ``ValueError``) naming them; without it (e.g. an ImageNet
+    backbone as ``train.init_checkpoint``) at least one weight must fit. Raises
+    ``FileNotFoundError`` for a missing local file and ``ValueError`` for one that cannot be
+    loaded."""
+    from detr_efficient.engine.checkpoint import IncompleteCheckpointError, TrainCheckpointer
 
     checkpoint = str(checkpoint)
     if "://" not in checkpoint and not Path(checkpoint).is_file():
         raise FileNotFoundError(f"checkpoint not found: {checkpoint}")
-    checkpointer = RecordingCheckpointer(model)
     try:
-        checkpointer.load(checkpoint)
-    except Exception as e:  # unreadable file, bad pickle, unreachable URL, ...
+        TrainCheckpointer(model, require_every_weight=require_every_weight).load(checkpoint)
+    except IncompleteCheckpointError:
+        raise
+    except Exception as e:  # unreadable file, bad pickle, unreachable URL, nothing fits, ...
         raise ValueError(f"cannot load checkpoint {checkpoint}: {e}") from e
-    missing = sorted(checkpointer.incompatible.missing_keys)
-    if missing and require_every_weight:
-        unused = sorted(checkpointer.incompatible.unexpected_keys)
-        raise ValueError(
-            f"checkpoint {checkpoint} does not fill {len(missing)} of the model's "
-            f"{len(model.state_dict())} weights (e.g. {missing[:3]}; checkpoint keys the model "
-            f"does not use: {unused[:3]}). Is it a checkpoint of this config's model?"
-        )
-    return missing
 
 
 def build_inference_model(
