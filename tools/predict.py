@@ -52,8 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output", required=True, help="folder for the PNGs and the JSON")
     parser.add_argument("--score-threshold", type=float, default=0.3)
     parser.add_argument("--dataset-name", help="registered dataset for class names and ids")
-    default_device = "cuda" if torch.cuda.is_available() else "cpu"
-    parser.add_argument("--device", default=default_device, help=f"default {default_device}")
+    add_device_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
     args = parser.parse_args(argv)
     # "--input a.jpg key=value" reads the overrides into --input: hand them back.
@@ -63,9 +62,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--input: no image file or folder given")
     if not 0.0 <= args.score_threshold <= 1.0:
         parser.error(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: no CUDA device is available")
+    check_device(parser, args.device)
     return args
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    """``--device``, by default CUDA where there is one and the CPU otherwise."""
+    default = "cuda" if torch.cuda.is_available() else "cpu"
+    parser.add_argument("--device", default=default, help=f"default {default}")
+
+
+def check_device(parser: argparse.ArgumentParser, device: str) -> None:
+    """A clear ``parser.error`` for a CUDA ``device`` on a machine without one."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {device}: no CUDA device is available")
 
 
 def collect_images(inputs: list[str]) -> list[Path]:

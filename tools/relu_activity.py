@@ -28,7 +28,12 @@ import torch
 from detectron2.data import DatasetCatalog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict import build_mapper, resolve_dataset_name  # noqa: E402
+from predict import (  # noqa: E402
+    add_device_argument,
+    build_mapper,
+    check_device,
+    resolve_dataset_name,
+)
 
 from detr_efficient.evaluation import model_analysis as ma  # noqa: E402
 from detr_efficient.evaluation import relu_activity  # noqa: E402
@@ -43,14 +48,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dataset", help="registered dataset; default: the config's test one")
     parser.add_argument("--num-images", type=int, default=8)
     parser.add_argument("--json", help="also write the rows here")
-    default_device = "cuda" if torch.cuda.is_available() else "cpu"
-    parser.add_argument("--device", default=default_device, help=f"default {default_device}")
+    add_device_argument(parser)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides key=value")
     args = parser.parse_args(argv)
     if args.num_images < 1:
         parser.error(f"--num-images must be >= 1, got {args.num_images}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device {args.device}: no CUDA device is available")
+    check_device(parser, args.device)
     return args
 
 

@@ -50,6 +50,9 @@ def test_a_unit_switched_off_in_the_checkpoint_is_reported_dead(tool, tmp_path):
 def test_bad_arguments_are_clear_errors(tool, tmp_path):
     with pytest.raises(SystemExit):
         tool.main(["--config-file", str(DINO), "--num-images", "0"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            tool.main(["--config-file", str(DINO), "--device", "cuda"])
     with pytest.raises(KeyError, match="not a registered dataset"):
         tool.main(["--config-file", str(DINO), "--dataset", "no_such_dataset"])
     # Another detector's checkpoint would leave DINO's encoder at random: refused.
