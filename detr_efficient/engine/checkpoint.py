@@ -83,7 +83,7 @@ class TrainCheckpointer(DetectionCheckpointer):
                 f"model does not use: {sorted(incompatible.unexpected_keys)[:3]}), which would "
                 "keep random values. Is it a checkpoint of this config's model?"
             )
-        if model_keys and set(incompatible.missing_keys) >= model_keys:
+        if model_keys and set(missing) >= model_keys:
             sample, path = sorted(model_keys)[:3], getattr(self, "_loading", "?")
             raise ValueError(
                 f"checkpoint: none of the weights in {path!r} fit the model "

@@ -50,9 +50,9 @@ class DDQDETR(DINO):
       attention block with their own class and box heads, trained by ``dense_loss``
       (one-to-many, quality focal). Losses ``loss_dense_{class,giou}{_i,_enc}``.
     - Denoising, the one-to-one losses and everything else are DINO's; the encoder loss
-      covers the distinct queries (``encoder_loss_on`` must stay ``"selected"``). The NMS scores are
-      the class head's on the normalised hidden states (the official code scores the
-      un-normalised ones, which the heads never see).
+      covers the distinct queries (``encoder_loss_on`` must stay ``"selected"``). The NMS
+      scores are the class head's on the normalised hidden states (the official code scores
+      the un-normalised ones, which the heads never see).
     """
 
     def __init__(
