@@ -5,7 +5,7 @@ one image, one panel per feature level with the tokens its first encoder layer u
 show that selection lands on objects.
 
     tools/kept_tokens.py --config-file configs/focus_detr/focus_detr_shapes_cpu.py \\
-        --checkpoint model_final.pth --input image.png --output kept.png [--device cpu] \\
+        --checkpoint model_final.pth --input image.png --output kept.png [--device cuda] \\
         [key=value ...]
 
 The image goes through the config's test mapper, as in ``tools/predict.py``; the panels show
@@ -26,7 +26,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from predict import build_mapper  # noqa: E402
+from predict import add_device_argument, build_mapper, check_device  # noqa: E402
 
 from detr_efficient.evaluation import model_analysis as ma  # noqa: E402
 
@@ -102,9 +102,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--input", required=True, help="one image file")
     parser.add_argument("--output", required=True, help="PNG to write")
-    parser.add_argument("--device", default="cpu")
+    add_device_argument(parser)
     parser.add_argument("opts", nargs="*", help="config overrides key=value")
     args = parser.parse_args(argv)
+    check_device(parser, args.device)
     for path, flag in ((args.checkpoint, "--checkpoint"), (args.input, "--input")):
         if not Path(path).is_file():
             raise SystemExit(f"error: {flag} {path}: no such file")

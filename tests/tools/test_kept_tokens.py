@@ -1,5 +1,5 @@
-"""tools/kept_tokens.py: the kept-token picture of a small Focus-DETR, and a clear error for
-a detector that keeps every token."""
+"""tools/kept_tokens.py: the kept-token picture of a small Focus-DETR, and clear errors for a
+detector that keeps every token and for a CUDA device where there is none."""
 
 import numpy as np
 import pytest
@@ -63,3 +63,12 @@ def test_a_detector_without_token_selection_is_a_clear_error(tool, image, tmp_pa
     argv = ["--config-file", str(DINO), "--checkpoint", str(tmp_path / "d.pth")]
     with pytest.raises(SystemExit, match="does not select encoder tokens"):
         tool.main([*argv, "--input", str(image), "--output", str(tmp_path / "x.png")])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_cuda_device_without_one_is_a_clear_error(tool, image, tmp_path, capsys):
+    _checkpoint(FOCUS, tmp_path / "m.pth")
+    argv = ["--config-file", str(FOCUS), "--checkpoint", str(tmp_path / "m.pth")]
+    with pytest.raises(SystemExit):
+        tool.main([*argv, "--input", str(image), "--output", "x.png", "--device", "cuda"])
+    assert "--device cuda: no CUDA device is available" in capsys.readouterr().err
