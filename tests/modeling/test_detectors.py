@@ -158,7 +158,7 @@ def test_dino_encoder_loss_on_all_covers_every_valid_proposal(name):
     """``encoder_loss_on="all"`` (Deformable DETR's two-stage loss) gives the criterion every
     token's proposal with the valid ones as ``query_mask``; at the selected tokens these are
     exactly the ``"selected"`` outputs, and every other loss is unchanged."""
-    selected = _model(name).train()
+    selected = _model(name, **{"model.encoder_loss_on": '"selected"'}).train()
     every = _model(name, **{"model.encoder_loss_on": '"all"'}).train()
     every.load_state_dict(selected.state_dict())
     proposed = []
