@@ -96,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
             "images": len(records),
             "layers": [json_row(row) for row in rows],
         }
-        Path(args.json).write_text(json.dumps(payload, indent=2))
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {path}")
     return 0
 
 

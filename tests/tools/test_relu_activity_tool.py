@@ -21,7 +21,7 @@ def tool(tmp_path_factory):
 
 
 def _run(tool, tmp_path, *extra):
-    out = tmp_path / "activity.json"
+    out = tmp_path / "new_folder" / "activity.json"  # the tool makes the folder
     argv = ["--config-file", str(DINO), "--dataset", DATASET, "--json", str(out), *extra]
     assert tool.main(argv) == 0
     return {row["name"]: row for row in json.loads(out.read_text())["layers"]}
