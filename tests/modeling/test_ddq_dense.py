@@ -18,6 +18,7 @@ from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy
 from detr_efficient.modeling.ddq import (
     DenseHead,
     DynamicInteraction,
+    RefinementStage,
     apply_box_deltas,
     level_points,
 )
@@ -195,6 +196,22 @@ def test_dynamic_interaction_against_einsum():
     x = torch.relu(module.norm2(torch.einsum("npd,ndc->npc", x, second)))
     expected = torch.relu(module.norm3(module.out_layer(x.reshape(5, 32))))
     torch.testing.assert_close(module(queries, rois), expected)
+
+
+def test_a_fresh_stages_box_tower_gets_gradients_from_the_first_step():
+    # As mmdet's DIIHead (Sparse R-CNN's and DDQ's head): the delta layer is Xavier like every
+    # other matrix. Zero-initialised, it would pass no gradient to the 3-layer box tower at
+    # first (the shapes DDQ R-CNN's stages then hardly learned: 2.8 AP, BENCHMARKS.md).
+    torch.manual_seed(0)
+    stage = RefinementStage(embed_dim=16, num_classes=3, num_heads=2, ffn_dim=32, dynamic_dim=4)
+    queries, rois = torch.randn(2, 5, 16), torch.randn(10, 16, 7, 7)
+    boxes = torch.tensor([10.0, 10.0, 50.0, 70.0]).repeat(2, 5, 1)
+    _, _, refined = stage(queries, rois, boxes)
+    assert not torch.equal(refined, boxes)  # the fresh stage already moves the boxes
+    (refined - boxes).abs().sum().backward()
+    for layer in stage.reg_tower:
+        if isinstance(layer, torch.nn.Linear):
+            assert layer.weight.grad.abs().sum() > 0
 
 
 def test_rcnn_losses_gradients_and_nested_distinct_sets():

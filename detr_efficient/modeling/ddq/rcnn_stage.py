@@ -100,12 +100,12 @@ class RefinementStage(nn.Module):
         self.cls_tower, self.reg_tower = _tower(embed_dim, 1), _tower(embed_dim, 3)
         self.class_logits = nn.Linear(embed_dim, num_classes)
         self.box_deltas = nn.Linear(embed_dim, 4)
+        # As Sparse R-CNN's and DDQ's head (mmdet's DIIHead): every matrix Xavier, the
+        # delta layer included, so that its towers get gradients from the first step.
         for parameter in self.parameters():
             if parameter.dim() > 1:
                 nn.init.xavier_uniform_(parameter)
         nn.init.constant_(self.class_logits.bias, -math.log((1 - prior_prob) / prior_prob))
-        nn.init.zeros_(self.box_deltas.weight)
-        nn.init.zeros_(self.box_deltas.bias)
 
     def forward(
         self,
