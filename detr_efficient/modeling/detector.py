@@ -229,13 +229,11 @@ def detections_in_original_size(
     of ``pred_logits`` ``[B, Q, K]`` / ``pred_boxes`` ``[B, Q, 4]`` (cxcywh relative to each
     valid image), in original image coordinates. Queries outside ``query_mask`` bool
     ``[B, Q]`` (DDQ's suppressed duplicates and padding), when given, are never output."""
-    if query_mask is not None:
-        pred_logits = pred_logits.masked_fill(~query_mask[..., None], float("-inf"))
     output_sizes = [
         (x.get("height", h), x.get("width", w))
         for x, (h, w) in zip(batched_inputs, images.image_sizes, strict=True)
     ]
     results = select_detections(
-        pred_logits, pred_boxes, images.image_sizes, output_sizes, num_detections
+        pred_logits, pred_boxes, images.image_sizes, output_sizes, num_detections, query_mask
     )
     return [{"instances": r} for r in results]

@@ -33,3 +33,20 @@ def test_fewer_pairs_than_requested_and_batch():
     assert [len(d) for d in dets] == [6, 6]
     for d, lg in zip(dets, logits, strict=True):
         assert torch.allclose(d.scores.sort().values, lg.sigmoid().flatten().sort().values)
+
+
+def test_masked_queries_are_never_output_even_when_pairs_run_short():
+    # DDQ's suppressed duplicates: with more detections asked for than an image has pairs of
+    # unmasked queries, the image gets fewer, not the masked queries at score 0.
+    logits = torch.tensor(
+        [[[3.0, -200.0], [1.0, 0.0], [2.0, -1.0]], [[0.0, 1.0], [2.0, 3.0], [-1.0, 4.0]]]
+    )
+    boxes = torch.rand(2, 3, 4) * 0.5 + 0.25
+    mask = torch.tensor([[True, False, True], [False, False, False]])
+    first, second = select_detections(
+        logits, boxes, [(10, 10)] * 2, [(10, 10)] * 2, num_detections=5, query_mask=mask
+    )
+    # Query 0's second class underflows to score 0 and still counts: it is not masked.
+    torch.testing.assert_close(first.scores, torch.sigmoid(torch.tensor([3.0, 2.0, -1.0, -200.0])))
+    assert first.pred_classes.tolist() == [0, 0, 1, 1]
+    assert len(second) == 0
