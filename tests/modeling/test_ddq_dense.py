@@ -263,6 +263,7 @@ def test_rcnn_outputs_only_the_last_stages_distinct_queries(monkeypatch):
     with torch.no_grad():
         outputs = model(_batch())
     _, _, distinct = captured["stages"][-1]
+    assert not distinct.all()  # some query was suppressed, so the check below can fail
     for output, count in zip(outputs, distinct.sum(1).tolist(), strict=True):
         assert len(output["instances"]) <= count * model.num_classes
 
