@@ -58,12 +58,7 @@ def box_area(boxes: torch.Tensor) -> torch.Tensor:
 
 def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Pairwise IoU and union of xyxy boxes ``[N, 4]`` x ``[M, 4]`` → ``([N, M], [N, M])``."""
-    area1, area2 = box_area(boxes1), box_area(boxes2)
-    top_left = torch.maximum(boxes1[:, None, :2], boxes2[None, :, :2])
-    bottom_right = torch.minimum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area1[:, None] + area2[None, :] - inter
+    inter, union, _ = _overlap(boxes1[:, None], boxes2[None, :], with_hull=False)
     return inter / union, union
 
 
@@ -73,30 +68,31 @@ def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Ten
     for name, boxes in (("boxes1", boxes1), ("boxes2", boxes2)):
         if not bool((boxes[:, 2:] >= boxes[:, :2]).all()):
             raise ValueError(f"generalized_box_iou: '{name}' holds boxes with x1 < x0 or y1 < y0")
-    iou, union = box_iou(boxes1, boxes2)
-    top_left = torch.minimum(boxes1[:, None, :2], boxes2[None, :, :2])
-    bottom_right = torch.maximum(boxes1[:, None, 2:], boxes2[None, :, 2:])
-    wh = (bottom_right - top_left).clamp(min=0)
-    hull = wh[..., 0] * wh[..., 1]
-    return iou - (hull - union) / hull
+    inter, union, hull = _overlap(boxes1[:, None], boxes2[None, :])
+    return inter / union - (hull - union) / hull
 
 
-def _paired_intersection_union(
-    boxes1: torch.Tensor, boxes2: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Element-wise intersection and union areas of xyxy boxes ``[..., 4]`` (broadcast)."""
-    inter_wh = (
-        torch.minimum(boxes1[..., 2:], boxes2[..., 2:])
-        - torch.maximum(boxes1[..., :2], boxes2[..., :2])
-    ).clamp(min=0)
-    inter = inter_wh[..., 0] * inter_wh[..., 1]
-    return inter, box_area(boxes1) + box_area(boxes2) - inter
+def _overlap(boxes1: torch.Tensor, boxes2: torch.Tensor, with_hull: bool = True) -> tuple:
+    """Intersection, union and (``with_hull``, else None) enclosing-box areas of xyxy boxes
+    ``[..., 4]`` (broadcast), computed per coordinate, so every intermediate is a contiguous
+    ``[...]`` plane (about twice as fast on the CPU as corner tensors ``[..., 2]``)."""
+    x0a, y0a, x1a, y1a = boxes1.unbind(-1)
+    x0b, y0b, x1b, y1b = boxes2.unbind(-1)
+    inter_w = (torch.minimum(x1a, x1b) - torch.maximum(x0a, x0b)).clamp(min=0)
+    inter_h = (torch.minimum(y1a, y1b) - torch.maximum(y0a, y0b)).clamp(min=0)
+    inter = inter_w * inter_h
+    union = box_area(boxes1) + box_area(boxes2) - inter
+    if not with_hull:
+        return inter, union, None
+    hull_w = (torch.maximum(x1a, x1b) - torch.minimum(x0a, x0b)).clamp(min=0)
+    hull_h = (torch.maximum(y1a, y1b) - torch.minimum(y0a, y0b)).clamp(min=0)
+    return inter, union, hull_w * hull_h
 
 
 def paired_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     """Element-wise IoU of xyxy boxes ``[..., 4]`` and ``[..., 4]`` (broadcast) → ``[...]``;
     0 where the union is empty."""
-    inter, union = _paired_intersection_union(boxes1, boxes2)
+    inter, union, _ = _overlap(boxes1, boxes2, with_hull=False)
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
@@ -113,11 +109,7 @@ def paired_generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> to
             raise ValueError(
                 f"paired_generalized_box_iou: '{name}' holds boxes with x1 < x0 or y1 < y0"
             )
-    inter, union = _paired_intersection_union(boxes1, boxes2)
-    hull_wh = torch.maximum(boxes1[..., 2:], boxes2[..., 2:]) - torch.minimum(
-        boxes1[..., :2], boxes2[..., :2]
-    )
-    hull = hull_wh[..., 0] * hull_wh[..., 1]
+    inter, union, hull = _overlap(boxes1, boxes2)
     return inter / union - (hull - union) / hull
 
 

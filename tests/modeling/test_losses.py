@@ -8,7 +8,12 @@ import torch
 import torchvision
 from torch.testing import assert_close
 
-from detr_efficient.layers.box_ops import generalized_box_iou, paired_generalized_box_iou
+from detr_efficient.layers.box_ops import (
+    box_iou,
+    generalized_box_iou,
+    paired_box_iou,
+    paired_generalized_box_iou,
+)
 from detr_efficient.modeling.losses import focal_class_cost, sigmoid_focal_loss
 
 
@@ -95,6 +100,24 @@ def test_paired_giou_is_the_diagonal_and_broadcasts_to_the_pairwise_one():
     pairwise = generalized_box_iou(boxes1, boxes2)
     assert_close(paired_generalized_box_iou(boxes1, boxes2), pairwise.diagonal())
     assert_close(paired_generalized_box_iou(boxes1[:, None], boxes2[None]), pairwise)
+
+
+def test_pairwise_iou_and_giou_match_torchvision():
+    torchvision_ops = pytest.importorskip("torchvision.ops")
+    generator = torch.Generator().manual_seed(2)
+    corners = torch.rand(2, 40, 2, 2, generator=generator, dtype=torch.float64)
+    boxes1, boxes2 = torch.cat([corners.min(2).values, corners.max(2).values], dim=2)
+    boxes2[:5] = boxes1[:5]  # identical pairs
+    boxes2[5] = boxes1[5] + torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=torch.float64)  # disjoint
+    iou, union = box_iou(boxes1, boxes2)
+    assert_close(iou, torchvision_ops.box_iou(boxes1, boxes2))
+    areas = (boxes1[:, 2:] - boxes1[:, :2]).prod(1)[:, None]
+    areas = areas + (boxes2[:, 2:] - boxes2[:, :2]).prod(1)[None, :]
+    assert_close(union, areas - iou * union)  # union = area1 + area2 - intersection
+    assert_close(
+        generalized_box_iou(boxes1, boxes2), torchvision_ops.generalized_box_iou(boxes1, boxes2)
+    )
+    assert_close(paired_box_iou(boxes1, boxes2), torchvision_ops.box_iou(boxes1, boxes2).diagonal())
 
 
 def test_paired_giou_rejects_malformed_boxes():
