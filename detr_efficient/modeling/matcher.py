@@ -4,12 +4,12 @@ L1 and GIoU box costs), plus the input checks it shares with the set criterion."
 from __future__ import annotations
 
 import torch
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 from torch.nn.utils.rnn import pad_sequence
 
 from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy, paired_generalized_box_iou
 
+from .assignment import assign_all
 from .losses import focal_class_cost
 
 __all__ = ["HungarianMatcher", "check_predictions", "check_query_mask", "check_targets"]
@@ -84,14 +84,6 @@ def _check_values(
     for ok, message in zip(flags, messages, strict=True):
         if not ok:
             raise ValueError(f"HungarianMatcher: {message}")
-
-
-def _assign(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Optimal assignment on a CPU cost ``[Q, N]`` → (query, target) int64 ``[min(Q, N)]``."""
-    rows, cols = linear_sum_assignment(cost.numpy())
-    rows, cols = torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)
-    order = rows.argsort()
-    return rows[order], cols[order]
 
 
 class HungarianMatcher(nn.Module):
@@ -171,11 +163,8 @@ class HungarianMatcher(nn.Module):
         ``[B, Q]``: only the ``Q_i`` queries marked True take part (DDQ's distinct queries)."""
         costs = self.cost_matrices(pred_logits, pred_boxes, targets)
         if query_mask is None:
-            return [_assign(cost) for cost in costs]
+            return assign_all(costs)
         check_query_mask(query_mask, pred_logits, "HungarianMatcher")
-        matches = []
-        for cost, mask in zip(costs, query_mask.cpu(), strict=True):
-            rows = mask.nonzero()[:, 0]
-            query, target = _assign(cost[rows])
-            matches.append((rows[query], target))
-        return matches
+        rows = [mask.nonzero()[:, 0] for mask in query_mask.cpu()]
+        matches = assign_all([cost[r] for cost, r in zip(costs, rows, strict=True)])
+        return [(r[query], target) for r, (query, target) in zip(rows, matches, strict=True)]

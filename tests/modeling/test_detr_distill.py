@@ -405,9 +405,10 @@ def test_ddq_detrs_distill_through_their_distinct_queries_only(tmp_path):
             return _Recording(original(group), taps, role)
 
         detector.tapped = tapped
-    stage_loss = model.logits_distill.stage_loss
-    model.logits_distill.stage_loss = lambda *args: (
-        stage_masks.append(args[4:]) or stage_loss(*args)
+    stage_losses = model.logits_distill.stage_losses
+    model.logits_distill.stage_losses = lambda stages, students, teachers: (
+        stage_masks.extend(zip(students, teachers, strict=True))
+        or stage_losses(stages, students, teachers)
     )
     matcher = model.teacher.criterion.matcher.forward
     model.teacher.criterion.matcher.forward = lambda *a, query_mask=None: (

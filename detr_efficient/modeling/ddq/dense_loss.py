@@ -13,7 +13,8 @@ from detr_efficient.layers.box_ops import (
     paired_generalized_box_iou,
 )
 
-from ..matcher import HungarianMatcher, _assign, check_query_mask
+from ..assignment import assign
+from ..matcher import HungarianMatcher, check_query_mask
 
 __all__ = ["DenseQueryLoss", "quality_focal_loss", "top_k_assign"]
 
@@ -33,7 +34,7 @@ def top_k_assign(cost: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Te
         empty = torch.zeros(0, dtype=torch.int64)
         return empty, empty
     k = max(1, min(top_k, queries // targets))
-    query, column = _assign(cost.repeat(1, k))
+    query, column = assign(cost.repeat(1, k))
     return query, column % targets
 
 

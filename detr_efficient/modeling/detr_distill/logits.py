@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from detr_efficient.layers.box_ops import (
@@ -15,7 +14,9 @@ from detr_efficient.layers.box_ops import (
     paired_generalized_box_iou,
 )
 
-__all__ = ["LogitsDistillation", "distillation_cost", "match_to_teacher"]
+from ..assignment import assign_all, to_cpu_together
+
+__all__ = ["LogitsDistillation", "distillation_cost", "match_stages", "match_to_teacher"]
 
 
 def distillation_cost(
@@ -55,34 +56,59 @@ def match_to_teacher(
     teacher predictions; ``min(S_i, T_i)`` pairs per image, where only the predictions that
     ``student_mask`` ``[B, S]`` / ``teacher_mask`` ``[B, T]`` (bool; None: all) mark take
     part (DDQ's distinct queries)."""
-    indices = []
+    stage = (student_logits, student_boxes, teacher_scores, teacher_boxes)
+    return match_stages([stage], weights, [student_mask], [teacher_mask])[0]
+
+
+def match_stages(
+    stages: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+    weights: tuple[float, float, float],
+    student_masks: list[torch.Tensor | None],
+    teacher_masks: list[torch.Tensor | None],
+) -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """``match_to_teacher`` of several decoder stages, each a (student logits, student boxes,
+    teacher scores, teacher boxes) tuple with its masks: the costs of every stage and image
+    reach the CPU in one transfer and are solved concurrently (``assign_all``)."""
+    problems = []
     with torch.no_grad():
-        for i in range(student_logits.shape[0]):
-            students = _marked(student_mask, i, student_logits.shape[1], student_logits.device)
-            teachers = _marked(teacher_mask, i, teacher_scores.shape[1], teacher_scores.device)
-            cost = distillation_cost(
-                student_logits[i, students],
-                student_boxes[i, students],
-                teacher_scores[i, teachers],
-                teacher_boxes[i, teachers],
-                weights,
-            )
-            teacher_idx, student_idx = linear_sum_assignment(cost.cpu().numpy())
-            indices.append(
-                (
-                    students.cpu()[torch.as_tensor(student_idx, dtype=torch.int64)],
-                    teachers.cpu()[torch.as_tensor(teacher_idx, dtype=torch.int64)],
+        for (logits, boxes, scores, teacher_boxes), student_mask, teacher_mask in zip(
+            stages, student_masks, teacher_masks, strict=True
+        ):
+            student_mask = None if student_mask is None else student_mask.cpu()
+            teacher_mask = None if teacher_mask is None else teacher_mask.cpu()
+            for i in range(logits.shape[0]):
+                students, student_rows = _marked(student_mask, i, logits.shape[1], logits.device)
+                teachers, teacher_rows = _marked(teacher_mask, i, scores.shape[1], logits.device)
+                cost = distillation_cost(
+                    logits[i, student_rows],
+                    boxes[i, student_rows],
+                    scores[i, teacher_rows],
+                    teacher_boxes[i, teacher_rows],
+                    weights,
                 )
-            )
-    return indices
+                problems.append((students, teachers, cost))
+    solutions = assign_all(to_cpu_together([cost for _, _, cost in problems]))
+    pairs = [
+        (students[student_idx], teachers[teacher_idx])
+        for (students, teachers, _), (teacher_idx, student_idx) in zip(
+            problems, solutions, strict=True
+        )
+    ]
+    per_stage, start = [], 0
+    for logits, *_ in stages:
+        per_stage.append(pairs[start : start + logits.shape[0]])
+        start += logits.shape[0]
+    return per_stage
 
 
-def _marked(mask: torch.Tensor | None, image: int, count: int, device) -> torch.Tensor:
-    """Indices int64 ``[n]`` of the predictions of ``image`` that ``mask`` ``[B, count]``
-    marks (all ``count`` when ``mask`` is None)."""
+def _marked(mask: torch.Tensor | None, image: int, count: int, device) -> tuple:
+    """The predictions of ``image`` that the CPU ``mask`` ``[B, count]`` marks (all ``count``
+    when ``mask`` is None): their CPU indices int64 ``[n]`` and a row selector for tensors on
+    ``device`` (a plain slice when all are marked, which copies nothing)."""
     if mask is None:
-        return torch.arange(count, device=device)
-    return mask[image].nonzero()[:, 0].to(device)
+        return torch.arange(count), slice(None)
+    indices = mask[image].nonzero()[:, 0]
+    return indices, indices.to(device)
 
 
 class LogitsDistillation(nn.Module):
@@ -111,47 +137,56 @@ class LogitsDistillation(nn.Module):
         logits and ``[B, S, 4]`` boxes against the (detached) teacher's ``[B, T, *]``; only
         the predictions ``student_mask`` ``[B, S]`` / ``teacher_mask`` ``[B, T]`` mark (bool;
         None: all) are paired."""
-        for name, mask, logits in (
-            ("student_mask", student_mask, student_logits),
-            ("teacher_mask", teacher_mask, teacher_logits),
+        stage = (student_logits, student_boxes, teacher_logits, teacher_boxes)
+        return self.stage_losses([stage], [student_mask], [teacher_mask])[0]
+
+    def stage_losses(self, stages, student_masks, teacher_masks) -> list[dict]:
+        """``stage_loss`` of each (student logits, student boxes, teacher logits, teacher
+        boxes) tuple in ``stages`` with its masks; all stages are matched together
+        (``match_stages``)."""
+        for stage, student_mask, teacher_mask in zip(
+            stages, student_masks, teacher_masks, strict=True
         ):
-            if mask is not None and (mask.dtype != torch.bool or mask.shape != logits.shape[:2]):
-                raise ValueError(
-                    f"LogitsDistillation: '{name}' must be bool {tuple(logits.shape[:2])}, got "
-                    f"{mask.dtype} {tuple(mask.shape)}"
-                )
-        if student_logits.shape[::2] != teacher_logits.shape[::2]:
-            raise ValueError(
-                f"LogitsDistillation: student logits {tuple(student_logits.shape)} and teacher "
-                f"logits {tuple(teacher_logits.shape)} need the same batch and class count"
-            )
-        device = student_logits.device
+            _check_stage(stage[0], stage[2], student_mask, teacher_mask)
+        device = stages[0][0].device
         with torch.autocast(device.type, enabled=False):
-            scores = teacher_logits.detach().float().sigmoid()
-            teacher_boxes = teacher_boxes.detach().float()
-            logits, boxes = student_logits.float(), student_boxes.float()
-            indices = match_to_teacher(
-                logits, boxes, scores, teacher_boxes, self.weights, student_mask, teacher_mask
-            )
-            batch = torch.cat([torch.full_like(s, i) for i, (s, _) in enumerate(indices)])
-            student_idx = torch.cat([s for s, _ in indices]).to(device)
-            teacher_idx = torch.cat([t for _, t in indices]).to(device)
-            batch = batch.to(device)
-            pairs = max(int(student_idx.numel()), 1)
-            matched_logits = logits[batch, student_idx]
-            matched_boxes = boxes[batch, student_idx]
-            target_scores = scores[batch, teacher_idx]
-            target_boxes = teacher_boxes[batch, teacher_idx]
-            bce = F.binary_cross_entropy_with_logits(matched_logits, target_scores, reduction="sum")
-            giou = paired_generalized_box_iou(
-                box_cxcywh_to_xyxy(matched_boxes), box_cxcywh_to_xyxy(target_boxes)
-            )
-            class_weight, bbox_weight, giou_weight = self.weights
-            return {
-                "class": class_weight * bce / pairs,
-                "bbox": bbox_weight * (matched_boxes - target_boxes).abs().sum() / pairs,
-                "giou": giou_weight * (1.0 - giou).sum() / pairs,
-            }
+            prepared = [
+                (
+                    logits.float(),
+                    boxes.float(),
+                    teacher_logits.detach().float().sigmoid(),
+                    teacher_boxes.detach().float(),
+                )
+                for logits, boxes, teacher_logits, teacher_boxes in stages
+            ]
+            matches = match_stages(prepared, self.weights, student_masks, teacher_masks)
+            return [
+                self._pair_losses(*stage, indices)
+                for stage, indices in zip(prepared, matches, strict=True)
+            ]
+
+    def _pair_losses(self, logits, boxes, scores, teacher_boxes, indices) -> dict:
+        """The weighted losses of the matched (student, teacher) ``indices`` of one stage."""
+        device = logits.device
+        batch = torch.cat([torch.full_like(s, i) for i, (s, _) in enumerate(indices)])
+        student_idx = torch.cat([s for s, _ in indices]).to(device)
+        teacher_idx = torch.cat([t for _, t in indices]).to(device)
+        batch = batch.to(device)
+        pairs = max(int(student_idx.numel()), 1)
+        matched_logits = logits[batch, student_idx]
+        matched_boxes = boxes[batch, student_idx]
+        target_scores = scores[batch, teacher_idx]
+        target_boxes = teacher_boxes[batch, teacher_idx]
+        bce = F.binary_cross_entropy_with_logits(matched_logits, target_scores, reduction="sum")
+        giou = paired_generalized_box_iou(
+            box_cxcywh_to_xyxy(matched_boxes), box_cxcywh_to_xyxy(target_boxes)
+        )
+        class_weight, bbox_weight, giou_weight = self.weights
+        return {
+            "class": class_weight * bce / pairs,
+            "bbox": bbox_weight * (matched_boxes - target_boxes).abs().sum() / pairs,
+            "giou": giou_weight * (1.0 - giou).sum() / pairs,
+        }
 
     def forward(
         self,
@@ -173,16 +208,31 @@ class LogitsDistillation(nn.Module):
             for x in (student_boxes, teacher_logits, teacher_boxes, student_masks, teacher_masks)
         ):
             raise ValueError("LogitsDistillation: need the same number (>= 1) of every stage list")
+        per_stage = self.stage_losses(
+            list(zip(student_logits, student_boxes, teacher_logits, teacher_boxes, strict=True)),
+            student_masks,
+            teacher_masks,
+        )
         losses = {}
-        for i in range(stages):
+        for i, stage in enumerate(per_stage):
             suffix = "" if i == stages - 1 else f"_{i}"
-            stage = self.stage_loss(
-                student_logits[i],
-                student_boxes[i],
-                teacher_logits[i],
-                teacher_boxes[i],
-                student_masks[i],
-                teacher_masks[i],
-            )
             losses.update({f"loss_distill_{name}{suffix}": v for name, v in stage.items()})
         return losses
+
+
+def _check_stage(student_logits, teacher_logits, student_mask, teacher_mask) -> None:
+    """Masks bool ``[B, S]`` / ``[B, T]`` (or None); the same batch and class count."""
+    for name, mask, logits in (
+        ("student_mask", student_mask, student_logits),
+        ("teacher_mask", teacher_mask, teacher_logits),
+    ):
+        if mask is not None and (mask.dtype != torch.bool or mask.shape != logits.shape[:2]):
+            raise ValueError(
+                f"LogitsDistillation: '{name}' must be bool {tuple(logits.shape[:2])}, got "
+                f"{mask.dtype} {tuple(mask.shape)}"
+            )
+    if student_logits.shape[::2] != teacher_logits.shape[::2]:
+        raise ValueError(
+            f"LogitsDistillation: student logits {tuple(student_logits.shape)} and teacher "
+            f"logits {tuple(teacher_logits.shape)} need the same batch and class count"
+        )
