@@ -9,7 +9,8 @@
 # STAGEs (default: all, in this order; the build always runs first):
 #   ops        the GPU tests of tests/ops and the compute-sanitizer memcheck
 #   bench      tools/benchmark_kernels.py on the GPU
-#   detectors  DINO and the other detectors compared on the GPU (needs the Detectron2 wheel)
+#   detectors  DINO and the other detectors compared on the GPU, and DETRDistill's matching
+#              benchmark (both need the Detectron2 wheel)
 # Each step is stopped after STEP_TIMEOUT seconds (default 480). Where GPU_CHECK_ARCHIVE names
 # a .tar.gz file, the results folder is packed into it after every step, so that a run stopped
 # from outside still leaves what it finished (the device tool returns at most 8 files).
@@ -126,6 +127,8 @@ print('compat fixes', compat.applied_fixes())"
     configs/combined/focus_ddq_detr_r50_4scale_12ep.py \
     --device cuda --rounds 10 --iters 10 --no-flops --train-iters 5 --train-precision fp32 bf16 \
     --json "$RESULTS/detectors.json"
+  step matching env PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
+    "$PYTHON" tools/benchmark_matching.py --device cuda --output "$RESULTS"
 else
   log "SKIP detectors: no Detectron2 wheel in $WHEELS_DIR (make gpu-wheels)"
 fi
