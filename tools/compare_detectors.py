@@ -6,10 +6,16 @@ once, so machine noise hits all of them alike), with ratios to the first config;
 
     tools/compare_detectors.py --configs configs/dino/dino_r50_4scale_12ep.py \\
         configs/focus_detr/focus_detr_r50_4scale_12ep.py [--size 850 1040] [--device cuda] \\
-        [--rounds 5] [--iters 5] [--no-flops] [--train-iters 5] [--json out.json]
+        [--rounds 5] [--iters 5] [--no-flops] [--train-iters 5] [--json out.json] \\
+        [--variant dino-pytorch-attention configs/dino/dino_r50_4scale_12ep.py \\
+            model.encoder.layer.self_attn.use_reference=True ...]
+
+``--variant LABEL CONFIG [KEY=VALUE ...]`` (repeatable) adds a config with overrides, shown
+as LABEL, after the ``--configs``.
 
 Random weights (no checkpoint is loaded): speed and flops do not depend on them, except that
-token-selecting detectors always keep the same number of tokens.
+token-selecting detectors always keep the same number of tokens. A DETRDistill model's
+teacher is random too: it is marked loaded for the training steps, which only time it.
 """
 
 from __future__ import annotations
@@ -34,7 +40,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--configs", nargs="+", required=True, help="LazyConfigs with 'model'")
+    parser.add_argument("--configs", nargs="+", default=[], help="LazyConfigs with 'model'")
+    parser.add_argument(
+        "--variant",
+        nargs="+",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="LABEL CONFIG [KEY=VALUE ...]: a labelled config with overrides (repeatable)",
+    )
     parser.add_argument("--size", nargs=2, type=int, default=list(ma.PROTOCOL_SIZE))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--rounds", type=int, default=5, help="round-robin timing rounds")
@@ -60,9 +74,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--train-iters must be >= 0 and --train-batch >= 1")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         parser.error(f"--device {args.device}: no CUDA device is available")
-    for config in args.configs:
+    args.models = [(config, config, []) for config in args.configs]
+    for variant in args.variant:
+        if len(variant) < 2 or any("=" not in override for override in variant[2:]):
+            parser.error(f"--variant {' '.join(variant)}: needs LABEL CONFIG [KEY=VALUE ...]")
+        args.models.append((variant[0], variant[1], variant[2:]))
+    if not args.models:
+        parser.error("give --configs and/or --variant")
+    for label, config, _ in args.models:
         if not Path(config).is_file():
-            parser.error(f"--configs {config}: no such file")
+            parser.error(f"{label}: config {config}: no such file")
     return args
 
 
@@ -72,6 +93,8 @@ def add_training_steps(rows: list[dict], models: list, args: argparse.Namespace)
     for model in models:
         model.to("cpu")
     for row, model in zip(rows, models, strict=True):
+        if hasattr(model, "teacher_ready"):  # DETRDistill: its random teacher, for timing only
+            model.teacher_ready.fill_(True)
         model.to(args.device)
         batch = ma.dummy_training_inputs(
             args.train_batch, tuple(args.size), model.num_classes, args.device
@@ -88,10 +111,15 @@ def add_training_steps(rows: list[dict], models: list, args: argparse.Namespace)
 def compare(args: argparse.Namespace) -> list[dict]:
     inputs = ma.dummy_inputs(1, tuple(args.size), args.device)
     models, rows = [], []
-    for config in args.configs:
+    for label, config, overrides in args.models:
         torch.manual_seed(0)
-        model = ma.build_inference_model(ma.load_config(config), args.device)
-        row = {"config": config, "params_m": ma.count_parameters(model)["total"] / 1e6}
+        model = ma.build_inference_model(ma.load_config(config, overrides), args.device)
+        row = {
+            "config": label,
+            "config_file": config,
+            "overrides": overrides,
+            "params_m": ma.count_parameters(model)["total"] / 1e6,
+        }
         if not args.no_flops:
             report = ma.analyze_flops(model, (inputs,))
             row["gflops"] = report.total / 1e9

@@ -9,8 +9,9 @@
 # STAGEs (default: all, in this order; the build always runs first):
 #   ops        the GPU tests of tests/ops and the compute-sanitizer memcheck
 #   bench      tools/benchmark_kernels.py on the GPU
-#   detectors  DINO and the other detectors compared on the GPU, and DETRDistill's matching
-#              benchmark (both need the Detectron2 wheel)
+#   detectors  DINO and the other detectors compared on the GPU (needs the Detectron2 wheel)
+#   variants   DINO on the pure-PyTorch attention path and a DETRDistill R101 -> R50
+#              training step against DINO, and DETRDistill's matching benchmark (the same)
 # Each step is stopped after STEP_TIMEOUT seconds (default 480). Where GPU_CHECK_ARCHIVE names
 # a .tar.gz file, the results folder is packed into it after every step, so that a run stopped
 # from outside still leaves what it finished (the device tool returns at most 8 files).
@@ -27,11 +28,11 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$(mkdir -p "${1:-${GPU_RESULTS:-$ROOT/gpu_results}}" && cd "${1:-${GPU_RESULTS:-$ROOT/gpu_results}}" && pwd)
 shift $(($# > 0 ? 1 : 0))
-if [ $# -gt 0 ]; then STAGES=("$@"); else STAGES=(ops bench detectors); fi
+if [ $# -gt 0 ]; then STAGES=("$@"); else STAGES=(ops bench detectors variants); fi
 for stage in "${STAGES[@]}"; do
   case $stage in
-    ops | bench | detectors) ;;
-    *) echo "gpu_check.sh: unknown stage '$stage' (ops, bench, detectors)" >&2 && exit 2 ;;
+    ops | bench | detectors | variants) ;;
+    *) echo "gpu_check.sh: unknown stage '$stage' (ops, bench, detectors, variants)" >&2 && exit 2 ;;
   esac
 done
 WHEELS_DIR=${WHEELS_DIR:-$ROOT/wheels}
@@ -101,7 +102,7 @@ for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
 EOF
 }
 
-if ! wants detectors; then
+if ! wants detectors && ! wants variants; then
   :
 elif compgen -G "$WHEELS_DIR/pb1_detectron2-*.whl" > /dev/null; then
   # Only what is missing, from WHEELS_DIR alone, without resolving: the image's torch (and
@@ -118,19 +119,34 @@ from detr_efficient.modeling import FocusDETR, SparseDETR
 print('detectron2', detectron2.__version__, detectron2.__file__)
 print('torch', torch.__version__, 'torchvision', torchvision.__version__)
 print('compat fixes', compat.applied_fixes())"
-  # (compare_detectors.py finds detr_efficient, built in place here, on PYTHONPATH)
-  step detectors env PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
-    "$PYTHON" tools/compare_detectors.py --configs configs/dino/dino_r50_4scale_12ep.py \
-    configs/focus_detr/focus_detr_r50_4scale_12ep.py configs/sparse_detr/sparse_detr_r50_4scale_12ep.py \
-    configs/lite_detr/lite_dino_r50_4scale_12ep.py configs/ddq/ddq_detr_r50_4scale_12ep.py \
-    configs/ddq/ddq_fcn_r50_12ep.py configs/ddq/ddq_rcnn_r50_12ep.py \
-    configs/combined/focus_ddq_detr_r50_4scale_12ep.py \
-    --device cuda --rounds 10 --iters 10 --no-flops --train-iters 5 --train-precision fp32 bf16 \
-    --json "$RESULTS/detectors.json"
-  step matching env PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" \
-    "$PYTHON" tools/benchmark_matching.py --device cuda --output "$RESULTS"
+  # (the tools find detr_efficient, built in place here, on PYTHONPATH)
+  export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+  if wants detectors; then
+    step detectors "$PYTHON" tools/compare_detectors.py \
+      --configs configs/dino/dino_r50_4scale_12ep.py \
+      configs/focus_detr/focus_detr_r50_4scale_12ep.py configs/sparse_detr/sparse_detr_r50_4scale_12ep.py \
+      configs/lite_detr/lite_dino_r50_4scale_12ep.py configs/ddq/ddq_detr_r50_4scale_12ep.py \
+      configs/ddq/ddq_fcn_r50_12ep.py configs/ddq/ddq_rcnn_r50_12ep.py \
+      configs/combined/focus_ddq_detr_r50_4scale_12ep.py \
+      --device cuda --rounds 10 --iters 10 --no-flops --train-iters 5 --train-precision fp32 bf16 \
+      --json "$RESULTS/detectors.json"
+  fi
+  if wants variants; then
+    # DINO on the pure-PyTorch attention path, and DETRDistill R101 -> R50 (its teacher
+    # random, timing only: the smoke run of its training step), each against DINO
+    step variants "$PYTHON" tools/compare_detectors.py \
+      --configs configs/dino/dino_r50_4scale_12ep.py \
+      --variant dino-pytorch-attention configs/dino/dino_r50_4scale_12ep.py \
+      model.encoder.layer.self_attn.use_reference=True \
+      model.decoder.layer.cross_attn.use_reference=True \
+      --variant detr-distill-r101-r50 \
+      configs/detr_distill/deformable_detr_r101_to_r50_two_stage_50ep.py \
+      --device cuda --rounds 5 --iters 5 --no-flops --train-iters 5 --train-precision fp32 bf16 \
+      --json "$RESULTS/variants.json"
+    step matching "$PYTHON" tools/benchmark_matching.py --device cuda --output "$RESULTS"
+  fi
 else
-  log "SKIP detectors: no Detectron2 wheel in $WHEELS_DIR (make gpu-wheels)"
+  log "SKIP detectors and variants: no Detectron2 wheel in $WHEELS_DIR (make gpu-wheels)"
 fi
 log "done: status $status"
 exit $status

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from conftest import REPO, load_tool
 
 DINO = str(REPO / "configs/dino/dino_shapes_cpu.py")
@@ -48,3 +49,32 @@ def test_training_steps_add_seconds_and_memory(tmp_path, capsys):
         assert "gflops" not in row
     out = capsys.readouterr().out
     assert "train s/it fp32" in out and "train s/it bf16" in out
+
+
+def test_a_variant_applies_its_overrides_and_a_distiller_trains_with_its_random_teacher(
+    tmp_path, capsys
+):
+    tool = load_tool("compare_detectors")
+    distill = str(REPO / "configs/detr_distill/dino_shapes_cpu.py")
+    reference = [f"model.{m}.use_reference=True" for m in ("encoder.layer.self_attn",)]
+    argv = ["--configs", DINO, "--variant", "dino-pytorch", DINO, *reference]
+    argv += ["--variant", "distill", distill, "model.teacher_weights=null"]
+    argv += ["--size", "64", "64", "--rounds", "1"]
+    argv += ["--iters", "1", "--warmup", "0", "--no-flops", "--train-iters", "1"]
+    assert tool.main([*argv, "--json", str(tmp_path / "cmp.json")]) == 0
+    dino, pytorch, distiller = json.loads((tmp_path / "cmp.json").read_text())["rows"]
+    assert (pytorch["config"], pytorch["config_file"]) == ("dino-pytorch", DINO)
+    assert pytorch["overrides"] == reference and dino["overrides"] == []
+    assert pytorch["params_m"] == dino["params_m"]
+    assert distiller["train_s_per_iter_fp32"] > 0
+    assert "dino-pytorch" in capsys.readouterr().out
+
+
+def test_a_variant_without_a_config_is_refused(capsys):
+    tool = load_tool("compare_detectors")
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--variant", "lonely"])
+    assert "needs LABEL CONFIG" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        tool.parse_args(["--variant", "typo", DINO, "model.encoder"])
+    assert "needs LABEL CONFIG" in capsys.readouterr().err

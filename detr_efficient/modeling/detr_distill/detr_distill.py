@@ -127,6 +127,11 @@ class DETRDistill(nn.Module):
         self.teacher.eval()
         return self
 
+    @property
+    def num_classes(self) -> int:
+        """The class count of the student (and of the teacher: they must agree)."""
+        return self.student.num_classes
+
     def forward(self, batched_inputs: list[dict]):
         if not self.training:
             return self.student(batched_inputs)
