@@ -44,10 +44,23 @@ struct DeformInputs {
   }
 };
 
+// Eight independent partial sums: the order of the additions is written out, so the compiler may
+// vectorise the loop (it may not reorder the additions of a single running sum).
 template <typename scalar_t, typename acc_t>
 acc_t dot(const acc_t* a, const scalar_t* b, int64_t n) {
+  constexpr int kLanes = 8;
+  acc_t partial[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      partial[j] += a[i + j] * static_cast<acc_t>(b[i + j]);
+    }
+  }
   acc_t sum = 0;
-  for (int64_t i = 0; i < n; ++i) {
+  for (int j = 0; j < kLanes; ++j) {
+    sum += partial[j];
+  }
+  for (; i < n; ++i) {
     sum += a[i] * static_cast<acc_t>(b[i]);
   }
   return sum;
@@ -89,7 +102,6 @@ at::Tensor msda_forward_cpu(const at::Tensor& value, const at::Tensor& spatial_s
   scalar_t* out = output.data_ptr<scalar_t>();
   at::parallel_for(0, s.batch * s.queries, 16, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> acc(s.channels);
-    std::vector<acc_t> sample(s.channels);
     for (int64_t row = begin; row < end; ++row) {
       const int64_t b = row / s.queries;
       const int64_t q = row % s.queries;
@@ -97,10 +109,18 @@ at::Tensor msda_forward_cpu(const at::Tensor& value, const at::Tensor& spatial_s
         std::fill(acc.begin(), acc.end(), acc_t(0));
         for (int64_t l = 0; l < s.levels; ++l) {
           for (int64_t p = 0; p < s.points; ++p) {
-            sample_point(in, v, b, h, in.corners(b, q, h, l, p), sample.data());
+            // acc += attention weight * bilinear sample, one corner row at a time
+            const Bilinear<acc_t> corners = in.corners(b, q, h, l, p);
             const acc_t a = attn[in.point_index(b, q, h, l, p)];
-            for (int64_t d = 0; d < s.channels; ++d) {
-              acc[d] += a * sample[d];
+            for (int c = 0; c < 4; ++c) {
+              if (corners.token[c] < 0) {
+                continue;
+              }
+              const acc_t w = a * corners.weight[c];
+              const scalar_t* src = v + in.token_row(b, corners.token[c], h);
+              for (int64_t d = 0; d < s.channels; ++d) {
+                acc[d] += w * static_cast<acc_t>(src[d]);
+              }
             }
           }
         }
@@ -304,11 +324,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kda_backward_cpu(
             const Bilinear<acc_t> corners = in.corners(b, q, h, l, p);
             sample_point(in, k_ptr, b, h, corners, key_sample.data());
             sample_point(in, v_ptr, b, h, corners, value_sample.data());
-            acc_t logit = 0, g_dot_v = 0;
-            for (int64_t d = 0; d < s.channels; ++d) {
-              logit += qv[d] * key_sample[d];
-              g_dot_v += g[d] * value_sample[d];
-            }
+            const acc_t logit = dot(qv.data(), key_sample.data(), s.channels);
+            const acc_t g_dot_v = dot(g.data(), value_sample.data(), s.channels);
             const acc_t weight = std::exp(scale * logit - log_total);
             const acc_t d_logit = weight * (g_dot_v - g_dot_out) * scale;  // d loss / d (q . k)
             for (int64_t d = 0; d < s.channels; ++d) {
@@ -322,13 +339,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kda_backward_cpu(
               const int64_t row = in.token_row(b, corners.token[c], h);
               const acc_t value_scale = weight * corners.weight[c];
               const acc_t key_scale = d_logit * corners.weight[c];
-              acc_t through_corner = 0;
               for (int64_t d = 0; d < s.channels; ++d) {
                 g_value[row + d] += value_scale * g[d];
                 g_key[row + d] += key_scale * qv[d];
-                through_corner += weight * g[d] * static_cast<acc_t>(v_ptr[row + d]) +
-                    d_logit * qv[d] * static_cast<acc_t>(k_ptr[row + d]);
               }
+              const acc_t through_corner =
+                  weight * dot(g.data(), v_ptr + row, s.channels) + d_logit * dot(qv.data(), k_ptr + row, s.channels);
               d_x += corners.dweight_dx[c] * through_corner;
               d_y += corners.dweight_dy[c] * through_corner;
             }
