@@ -19,6 +19,7 @@ __all__ = ["assign", "assign_all", "assignment_workers", "to_cpu_together"]
 
 _pool: ThreadPoolExecutor | None = None
 _pool_pid: int | None = None
+_pool_workers = 0
 _pool_lock = threading.Lock()
 
 
@@ -68,12 +69,11 @@ def to_cpu_together(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
 def _shared_pool(workers: int) -> ThreadPoolExecutor:
     """The process's assignment pool with at least ``workers`` threads (made anew in a forked
     child, whose copy of the parent's pool has no threads)."""
-    global _pool, _pool_pid
+    global _pool, _pool_pid, _pool_workers
     with _pool_lock:
-        stale = _pool is None or _pool_pid != os.getpid() or _pool._max_workers < workers
-        if stale:
+        if _pool is None or _pool_pid != os.getpid() or _pool_workers < workers:
             if _pool is not None and _pool_pid == os.getpid():
                 _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(workers, thread_name_prefix="assign")
-            _pool_pid = os.getpid()
+            _pool_pid, _pool_workers = os.getpid(), workers
         return _pool

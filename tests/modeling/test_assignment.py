@@ -64,7 +64,7 @@ def test_assign_all_uses_the_pool_and_reuses_it(four_workers):
     costs = [torch.rand(20, 20) for _ in range(6)]
     assign_all(costs)
     pool = assignment._pool
-    assert pool is not None and pool._max_workers >= 4
+    assert pool is not None and assignment._pool_workers >= 4
     assign_all(costs)
     assert assignment._pool is pool
 
