@@ -370,6 +370,13 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+def write_rows(path: Path, info: dict, rows: list[Row]) -> None:
+    """Write ``{"environment": info, "rows": [...]}`` as JSON to ``path`` (its folder made)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"environment": info, "rows": [asdict(r) for r in rows]}, indent=2))
+    print(f"\nwrote {path}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -422,11 +429,7 @@ def main() -> None:
             device, dtypes, image, batch, args.repeats, args.warmup, classic, args.threads_per_block
         )
     print_table(rows)
-    args.output.mkdir(parents=True, exist_ok=True)
-    out = args.output / f"kernels_{device.type}.json"
-    payload = {"environment": environment(device), "rows": [asdict(r) for r in rows]}
-    out.write_text(json.dumps(payload, indent=2))
-    print(f"\nwrote {out}")
+    write_rows(args.output / f"kernels_{device.type}.json", environment(device), rows)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,12 @@ Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from unittest import mock
 
 import torch
-from benchmark_kernels import environment, print_table, timed_variants
+from benchmark_kernels import environment, print_table, timed_variants, write_rows
 from scipy.optimize import linear_sum_assignment
 
 from detr_efficient.modeling import assignment
@@ -132,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += timed_variants("solve", shape, solves, device, args.repeats, args.warmup)
     print_table(rows)
     info = environment(device) | {"assignment_workers": assignment.assignment_workers()}
-    args.output.mkdir(parents=True, exist_ok=True)
-    out = args.output / f"matching_{device.type}.json"
-    out.write_text(json.dumps({"environment": info, "rows": [asdict(r) for r in rows]}, indent=2))
-    print(f"\nwrote {out}")
+    write_rows(args.output / f"matching_{device.type}.json", info, rows)
     return 0
 
 
