@@ -18,7 +18,6 @@ kept set).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -29,7 +28,10 @@ import detr_efficient  # noqa: F401  (first: makes Detectron2 v0.6 work on this 
 import torch
 from omegaconf import OmegaConf
 
-from detr_efficient.evaluation import model_analysis as ma
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from json_output import write_json  # noqa: E402
+
+from detr_efficient.evaluation import model_analysis as ma  # noqa: E402
 
 TASKS = ("params", "flops", "speed", "tokens")
 logger = logging.getLogger("detr_efficient.analyze_model")
@@ -173,10 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     print(format_table(result))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {path}")
+        write_json(args.json, result)
     return 0
 
 

@@ -11,7 +11,6 @@ skipped where it is missing), so it runs on a bare GPU machine.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -23,6 +22,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from json_output import write_json  # noqa: E402
 
 from detr_efficient.ops import (  # noqa: E402
     batched_nms,
@@ -372,9 +373,8 @@ def print_table(rows: list[Row]) -> None:
 
 def write_rows(path: Path, info: dict, rows: list[Row]) -> None:
     """Write ``{"environment": info, "rows": [...]}`` as JSON to ``path`` (its folder made)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"environment": info, "rows": [asdict(r) for r in rows]}, indent=2))
-    print(f"\nwrote {path}")
+    print()
+    write_json(path, {"environment": info, "rows": [asdict(r) for r in rows]})
 
 
 def main() -> None:

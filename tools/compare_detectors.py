@@ -21,7 +21,6 @@ teacher is random too: it is marked loaded for the training steps, which only ti
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -31,7 +30,10 @@ import detr_efficient  # noqa: F401  (first: makes Detectron2 v0.6 work on this 
 # isort: split
 import torch
 
-from detr_efficient.evaluation import model_analysis as ma
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from json_output import write_json  # noqa: E402
+
+from detr_efficient.evaluation import model_analysis as ma  # noqa: E402
 
 TRAIN_PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -189,11 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(format_table(rows))
     if args.json:
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
         result = {"size": args.size, "device": args.device, "rounds": args.rounds, "rows": rows}
-        path.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {path}")
+        write_json(args.json, result)
     return 0
 
 

@@ -37,9 +37,12 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image, ImageDraw, ImageFont
 
-from detr_efficient.data import DatasetError, draw_dataset_grid  # registers the datasets
-from detr_efficient.ops import nms
-from detr_efficient.ops.reference import box_iou
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from json_output import write_json  # noqa: E402
+
+from detr_efficient.data import DatasetError, draw_dataset_grid  # noqa: E402  (registers them)
+from detr_efficient.ops import nms  # noqa: E402
+from detr_efficient.ops.reference import box_iou  # noqa: E402
 
 
 def ground_truth_boxes(record: dict) -> torch.Tensor:
@@ -296,7 +299,7 @@ def main() -> None:
             DETECTORS[selecting[0]], folder / "model_final.pth", val[0], args.output, names
         )
         print(f"wrote {picture} (tokens kept by the first / last encoder layer, per level)")
-    (args.output / "detector_summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(args.output / "detector_summary.json", summary)
 
     rows = [nms_on_dataset("shapes_val", val, args.iou_threshold, args.copies)]
     try:
@@ -314,9 +317,7 @@ def main() -> None:
         f"\nclass-agnostic NMS (IoU {args.iou_threshold}), identical to torchvision on every image:"
     )
     print_table(rows)
-    nms_summary = args.output / "nms_summary.json"
-    nms_summary.write_text(json.dumps(rows, indent=2))
-    print(f"wrote {nms_summary}")
+    write_json(args.output / "nms_summary.json", rows)
 
 
 if __name__ == "__main__":

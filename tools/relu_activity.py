@@ -16,7 +16,6 @@ the dataset defaults to the config's test dataset.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from detectron2.data import DatasetCatalog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from json_output import write_json  # noqa: E402
 from predict import (  # noqa: E402
     add_device_argument,
     build_mapper,
@@ -96,10 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             "images": len(records),
             "layers": [json_row(row) for row in rows],
         }
-        path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {path}")
+        write_json(args.json, payload)
     return 0
 
 
