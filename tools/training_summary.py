@@ -58,7 +58,8 @@ def peak_memory_mib(folder: Path) -> int | None:
 
 def summarise(training: list[dict], evaluation: list[dict], window: int) -> dict:
     """Mean total loss over the first and the last ``window`` logged entries, their ratio,
-    the median seconds per iteration of the last window, and the last evaluation."""
+    the median seconds per iteration of the last window, and the last evaluation's overall
+    metrics (AP, AP50, AP75, APs, APm, APl; not the per-class ``AP-<class>``)."""
     if not training:
         raise SystemExit("training_summary.py: metrics.json has no training entries")
     losses = [entry["total_loss"] for entry in training]
@@ -75,8 +76,14 @@ def summarise(training: list[dict], evaluation: list[dict], window: int) -> dict
     summary["loss_ratio"] = summary["loss_last"] / summary["loss_first"]
     if evaluation:
         last_eval = evaluation[-1]
-        summary["evaluated_at"] = last_eval["iteration"] + 1
-        summary.update({k.split("/", 1)[1]: v for k, v in last_eval.items() if "/" in k})
+        summary["evaluation_iteration"] = last_eval["iteration"]  # as metrics.json has it
+        summary.update(
+            {
+                metric: value
+                for key, value in last_eval.items()
+                if key.startswith("bbox/") and "-" not in (metric := key.split("/", 1)[1])
+            }
+        )
     return summary
 
 

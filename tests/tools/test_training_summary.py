@@ -40,15 +40,17 @@ def test_the_summary_averages_the_first_and_last_windows(tmp_path):
     tool = load_tool("training_summary")
     losses = [10.0, 8.0, 6.0, 5.0, 3.0, 1.0]
     times = [0.9, 0.5, 0.4, 0.3, 0.2, 0.6]
-    folder = write_run(tmp_path / "run", losses, times, evaluation={"AP": 12.5, "AP50": 30.0})
+    evaluation = {"AP": 12.5, "AP50": 30.0, "AP-person": 40.0}
+    folder = write_run(tmp_path / "run", losses, times, evaluation=evaluation)
     summary = tool.summarise(*tool.read_metrics(folder), window=2)
     assert summary["iterations"] == 6
     assert summary["loss_first"] == pytest.approx(9.0)
     assert summary["loss_last"] == pytest.approx(2.0)
     assert summary["loss_ratio"] == pytest.approx(2.0 / 9.0)
     assert summary["seconds_per_iter"] == pytest.approx(0.4)  # median of the last two
-    assert summary["evaluated_at"] == 6
+    assert summary["evaluation_iteration"] == 5
     assert (summary["AP"], summary["AP50"]) == (12.5, 30.0)
+    assert "AP-person" not in summary
     assert summary["non_finite_losses"] == 0
 
 
