@@ -12,6 +12,13 @@
 #   detectors  DINO and the other detectors compared on the GPU (needs the Detectron2 wheel)
 #   variants   DINO on the pure-PyTorch attention path and a DETRDistill R101 -> R50
 #              training step against DINO, and DETRDistill's matching benchmark (the same)
+#   train      train_net.py on the GPU: DINO-R50 from random weights on coco128_train for
+#              TRAIN_ITERS (default 1000) iterations at TRAIN_BATCH (4) images, bf16 AMP,
+#              evaluated on the same images, then 50 fp16 iterations (GradScaler); each
+#              summarised by tools/training_summary.py (the bf16 run must end below 0.7x
+#              its starting loss). Needs coco128 under GPU_DATA (default gpu_data/: make
+#              gpu-data) and the Detectron2 wheel. TRAIN_WORKERS: data-loading processes (4);
+#              TRAIN_DEVICE (default cuda): cpu for a rehearsal
 # Each step is stopped after STEP_TIMEOUT seconds (default 480). Where GPU_CHECK_ARCHIVE names
 # a .tar.gz file, the results folder is packed into it after every step, so that a run stopped
 # from outside still leaves what it finished (the device tool returns at most 8 files).
@@ -28,16 +35,21 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RESULTS=$(mkdir -p "${1:-${GPU_RESULTS:-$ROOT/gpu_results}}" && cd "${1:-${GPU_RESULTS:-$ROOT/gpu_results}}" && pwd)
 shift $(($# > 0 ? 1 : 0))
-if [ $# -gt 0 ]; then STAGES=("$@"); else STAGES=(ops bench detectors variants); fi
+if [ $# -gt 0 ]; then STAGES=("$@"); else STAGES=(ops bench detectors variants train); fi
 for stage in "${STAGES[@]}"; do
   case $stage in
-    ops | bench | detectors | variants) ;;
-    *) echo "gpu_check.sh: unknown stage '$stage' (ops, bench, detectors, variants)" >&2 && exit 2 ;;
+    ops | bench | detectors | variants | train) ;;
+    *) echo "gpu_check.sh: unknown stage '$stage' (ops, bench, detectors, variants, train)" >&2 && exit 2 ;;
   esac
 done
 WHEELS_DIR=${WHEELS_DIR:-$ROOT/wheels}
 PYTHON=${PYTHON:-python3}
 STEP_TIMEOUT=${STEP_TIMEOUT:-480}
+GPU_DATA=${GPU_DATA:-$ROOT/gpu_data}
+TRAIN_ITERS=${TRAIN_ITERS:-1000}
+TRAIN_BATCH=${TRAIN_BATCH:-4}
+TRAIN_DEVICE=${TRAIN_DEVICE:-cuda}
+TRAIN_WORKERS=${TRAIN_WORKERS:-4}
 status=0
 
 wants() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
@@ -102,7 +114,28 @@ for wheel in sorted(pathlib.Path(sys.argv[1]).glob("*.whl")):
 EOF
 }
 
-if ! wants detectors && ! wants variants; then
+train_dino() {  # name, precision, iterations, summary options...: train_net.py on coco128
+  local name=$1 precision=$2 iters=$3 output
+  shift 3
+  output=$(mktemp -d) # the weights stay out of RESULTS (and its archive)
+  step "$name" env DETR_EFFICIENT_DATA="$GPU_DATA" "$PYTHON" train_net.py \
+    --config-file configs/dino/dino_r50_4scale_12ep.py \
+    train.output_dir="$output" train.device="$TRAIN_DEVICE" train.max_iter="$iters" \
+    train.amp.enabled=True train.amp.dtype="$precision" train.eval_period=0 \
+    train.checkpointer.period=1000000 train.log_period=10 \
+    dataloader.train.dataset.names=coco128_train dataloader.test.dataset.names=coco128_train \
+    dataloader.train.total_batch_size="$TRAIN_BATCH" dataloader.train.num_workers="$TRAIN_WORKERS" \
+    dataloader.test.num_workers="$TRAIN_WORKERS" \
+    "dataloader.train.mapper.min_sizes=[480,512,544,576,608]" dataloader.train.mapper.max_size=1000 \
+    dataloader.test.mapper.eval_min_size=608 dataloader.test.mapper.eval_max_size=1000
+  mkdir -p "$RESULTS/$name"
+  cp "$output"/{metrics.json,log.txt,config.yaml} "$RESULTS/$name/" 2> /dev/null
+  step "${name}_summary" "$PYTHON" tools/training_summary.py "$RESULTS/$name" \
+    --window 10 --json "$RESULTS/$name/summary.json" "$@"
+  rm -rf "$output"
+}
+
+if ! wants detectors && ! wants variants && ! wants train; then
   :
 elif compgen -G "$WHEELS_DIR/pb1_detectron2-*.whl" > /dev/null; then
   # Only what is missing, from WHEELS_DIR alone, without resolving: the image's torch (and
@@ -145,8 +178,15 @@ print('compat fixes', compat.applied_fixes())"
       --json "$RESULTS/variants.json"
     step matching "$PYTHON" tools/benchmark_matching.py --device cuda --output "$RESULTS"
   fi
+  if wants train && [ ! -f "$GPU_DATA/coco128/annotations/instances_train2017.json" ]; then
+    log "FAIL train: no coco128 in $GPU_DATA (make gpu-data, and carry gpu_data)"
+    status=1
+  elif wants train; then
+    train_dino train_bf16 bf16 "$TRAIN_ITERS" --max-loss-ratio 0.7
+    train_dino train_fp16 fp16 50
+  fi
 else
-  log "SKIP detectors and variants: no Detectron2 wheel in $WHEELS_DIR (make gpu-wheels)"
+  log "SKIP detectors, variants and train: no Detectron2 wheel in $WHEELS_DIR (make gpu-wheels)"
 fi
 log "done: status $status"
 exit $status

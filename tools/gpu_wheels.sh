@@ -28,7 +28,10 @@
 # Wheels over 1 MiB are recompressed with LZMA (see repack): about 57 MiB in all instead of
 # 73, under the 64 MiB that ignored folders may take to the GPU machine.
 # Environment: WHEELS_DIR, TARGET_PYTHON, TORCHVISION_VERSION, PY (the interpreter that builds),
-# GPU_WHEELS_SKIP (names to leave out, e.g. "numpy" for an image known to have it).
+# GPU_WHEELS_SKIP (names to leave out, e.g. "numpy" for an image known to have it; any name
+# above, torchvision and ninja included). `make gpu-wheels-lean` leaves out everything the
+# device image of the device tool's KINDS.md (2026-11-17) has: wheels_lean/, a few MiB, so
+# that gpu_data/ (coco128, 22 MiB) fits beside it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -185,11 +188,13 @@ rm -f "$WHEELS_DIR"/*.whl "$WHEELS_DIR"/*.whl.lzma # exactly this set, nothing s
 say "binary wheels for CPython $TARGET_PYTHON manylinux x86_64"
 specs=()
 for name in "${BINARY[@]}"; do skipped "$name" || specs+=("$(pinned "$name")"); done
-download_binary "${specs[@]}" "torchvision==$TORCHVISION_VERSION" "$(pinned ninja)"
+skipped torchvision || specs+=("torchvision==$TORCHVISION_VERSION")
+skipped ninja || specs+=("$(pinned ninja)")
+[ ${#specs[@]} -eq 0 ] || download_binary "${specs[@]}"
 say "pure-Python wheels (the sdist-only ones built here)"
 specs=()
 for name in "${PURE[@]}"; do skipped "$name" || specs+=("$(pinned "$name")"); done
-pip_q wheel --quiet --no-deps --prefer-binary -w "$WHEELS_DIR" "${specs[@]}"
+[ ${#specs[@]} -eq 0 ] || pip_q wheel --quiet --no-deps --prefer-binary -w "$WHEELS_DIR" "${specs[@]}"
 build_detectron2
 check_tags
 say "recompressing the large wheels"
