@@ -7,6 +7,8 @@ from torch import nn
 
 from ._deformable import DeformableAttentionBase, init_xavier, resolve_op
 
+QUERY_INITS = ("xavier", "zeros")
+
 
 class KeyAwareDeformableAttention(DeformableAttentionBase):
     """Lite DETR's key-aware deformable attention: sampling as in Deformable DETR, but the
@@ -17,6 +19,11 @@ class KeyAwareDeformableAttention(DeformableAttentionBase):
     ``query_proj`` (C → C, applied to query + query_pos), ``value_proj`` and
     ``output_proj`` (C → C), and ``key_proj`` (C → C) only with ``proj_key=True``; otherwise
     the keys are the projected values themselves (Lite DETR's default).
+
+    ``query_init``: ``"xavier"`` (the official code) or ``"zeros"``: the query projection
+    starts at zero, so every head's first weights are uniform over its L*P points, as
+    Deformable DETR's zero-initialised ``attention_weights`` make MSDA's (from scratch on the
+    shapes dataset, Lite-DINO gained about 6 AP with it: BENCHMARKS.md, twelfth session).
 
     ``forward(query [B, Q, C], value [B, S, C] | None, query_pos, reference_points
     [B, Q, L, 2 | 4], spatial_shapes int64 [L, 2], level_start_index int64 [L],
@@ -35,7 +42,13 @@ class KeyAwareDeformableAttention(DeformableAttentionBase):
         batch_first: bool = True,
         proj_key: bool = False,
         use_reference: bool = False,
+        query_init: str = "xavier",
     ) -> None:
+        if query_init not in QUERY_INITS:
+            raise ValueError(
+                f"KeyAwareDeformableAttention: 'query_init' must be one of {QUERY_INITS}, "
+                f"got {query_init!r}"
+            )
         super().__init__(
             embed_dim,
             num_heads,
@@ -47,18 +60,23 @@ class KeyAwareDeformableAttention(DeformableAttentionBase):
             use_reference=use_reference,
         )
         self.proj_key = proj_key
+        self.query_init = query_init
         self.query_proj = nn.Linear(embed_dim, embed_dim)
         self.key_proj = nn.Linear(embed_dim, embed_dim) if proj_key else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         self._reset_common()
-        init_xavier(self.query_proj)
+        if self.query_init == "zeros":
+            nn.init.zeros_(self.query_proj.weight)
+            nn.init.zeros_(self.query_proj.bias)
+        else:
+            init_xavier(self.query_proj)
         if self.key_proj is not None:
             init_xavier(self.key_proj)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, proj_key={self.proj_key}"
+        return f"{super().extra_repr()}, proj_key={self.proj_key}, query_init={self.query_init}"
 
     def _attend(
         self,

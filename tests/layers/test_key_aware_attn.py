@@ -85,3 +85,38 @@ def test_identical_keys_at_every_point_give_uniform_weights(ref_dim, use_referen
             start += height * width
         expected = inputs["query"] + module.output_proj(torch.stack(samples).mean(dim=0))
     assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("use_reference", PATHS)
+def test_zero_query_init_starts_as_msda_with_uniform_weights(use_reference):
+    """With ``query_init="zeros"`` every logit starts at 0, so a fresh KDA computes what a
+    fresh MSDA (zero-initialised attention weights: uniform) computes with the same sampling
+    offsets and value / output projections; the query projection still gets a gradient."""
+    shapes = [(5, 6), (3, 3)]
+    sizes = dict(embed_dim=8, num_heads=2, num_levels=2, num_points=3)
+    kda = KeyAwareDeformableAttention(**sizes, query_init="zeros", use_reference=use_reference)
+    msda = MultiScaleDeformableAttention(**sizes, use_reference=True)
+    randomize(kda, seed=3)
+    torch.nn.init.zeros_(kda.query_proj.weight)
+    torch.nn.init.zeros_(kda.query_proj.bias)
+    for name in ("sampling_offsets", "value_proj", "output_proj"):
+        getattr(msda, name).load_state_dict(getattr(kda, name).state_dict())
+    inputs = make_inputs(8, shapes, batch=2, queries=4, ref_dim=4, seed=1)
+    output = kda(**inputs)
+    assert_close(output, msda(**inputs), rtol=1e-5, atol=1e-6)
+
+    output.square().sum().backward()
+    assert kda.query_proj.weight.grad.abs().sum() > 0
+
+
+def test_query_init_zeroes_only_the_query_projection():
+    zeros = KeyAwareDeformableAttention(query_init="zeros", proj_key=True)
+    xavier = KeyAwareDeformableAttention(proj_key=True)
+    assert torch.count_nonzero(zeros.query_proj.weight) == 0
+    assert torch.count_nonzero(zeros.query_proj.bias) == 0
+    assert torch.count_nonzero(zeros.key_proj.weight) > 0
+    assert torch.count_nonzero(zeros.value_proj.weight) > 0
+    assert torch.count_nonzero(xavier.query_proj.weight) > 0
+    assert "query_init=zeros" in repr(zeros) and xavier.query_init == "xavier"
+    with pytest.raises(ValueError, match="'query_init' must be one of"):
+        KeyAwareDeformableAttention(query_init="zero")
