@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from json_output import write_json  # noqa: E402
+from training_summary import read_metrics  # noqa: E402
 
 from detr_efficient.data import DatasetError, draw_dataset_grid  # noqa: E402  (registers them)
 from detr_efficient.ops import nms  # noqa: E402
@@ -155,12 +155,11 @@ def training_minutes(output: Path) -> float | None:
 
 
 def final_metrics(output: Path) -> dict:
-    """The last ``bbox/*`` evaluation entry of ``metrics.json``."""
-    lines = (output / "metrics.json").read_text().splitlines()
-    entries = [json.loads(line) for line in lines if '"bbox/AP"' in line]
-    if not entries:
+    """The last ``bbox/*`` evaluation entry of ``metrics.json`` (per-class APs included)."""
+    _, evaluation = read_metrics(output)
+    if not evaluation:
         raise RuntimeError(f"{output / 'metrics.json'}: no bbox evaluation was recorded")
-    return {k.split("/", 1)[1]: v for k, v in entries[-1].items() if k.startswith("bbox/")}
+    return {k.split("/", 1)[1]: v for k, v in evaluation[-1].items() if k.startswith("bbox/")}
 
 
 def draw_detections(

@@ -34,3 +34,18 @@ def test_detectors_are_a_comma_separated_list_checked_against_the_known_ones():
     for bad in ("dino,yolo", ",", ""):
         with pytest.raises(argparse.ArgumentTypeError, match="choose from"):
             demo.detector_list(bad)
+
+
+def test_final_metrics_are_the_last_evaluation_per_class_included(tmp_path):
+    demo = load_tool("demo")
+    lines = [
+        '{"iteration": 9, "total_loss": 3.0}',
+        '{"iteration": 19, "total_loss": 2.0, "bbox/AP": 10.0, "bbox/AP-circle": 12.0}',
+        '{"iteration": 29, "total_loss": 1.0}',
+        '{"iteration": 30, "bbox/AP": 20.0, "bbox/AP50": 40.0, "bbox/AP-circle": 25.0}',
+    ]
+    (tmp_path / "metrics.json").write_text("\n".join(lines) + "\n")
+    assert demo.final_metrics(tmp_path) == {"AP": 20.0, "AP50": 40.0, "AP-circle": 25.0}
+    (tmp_path / "metrics.json").write_text(lines[0] + "\n")
+    with pytest.raises(RuntimeError, match="no bbox evaluation was recorded"):
+        demo.final_metrics(tmp_path)
