@@ -57,7 +57,7 @@ inline void check_deform_inputs(const DeformShape& s, const at::Tensor& value, c
     check_like_value(key, value.sizes(), value, "key", true);
   }
   if (grad_output.defined()) {
-    check_like_value(grad_output, {s.batch, s.queries, s.heads * s.channels}, value, "grad_output", false);
+    check_like_value(grad_output, {s.batch, s.queries, s.heads * s.channels}, value, "grad_output", true);
   }
 }
 

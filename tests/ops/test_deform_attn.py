@@ -363,6 +363,28 @@ def test_kda_hand_computed_softmax():
     assert out.item() == pytest.approx(float(10 * w[0] + 20 * w[1]))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_kda_logit_overflowing_to_minus_infinity_weighs_nothing(device):
+    # q . k = 1e20 * -1e20 overflows float32 to -inf at the first point, before any finite
+    # logit: its weight is 0, as in the reference's softmax, and the output is the second
+    # point's value. Its gradients are the reference's too (zero, not 0 * inf = NaN).
+    key = torch.tensor([-1e20, 1.0]).reshape(1, 2, 1, 1)
+    value = torch.tensor([10.0, 20.0]).reshape(1, 2, 1, 1)
+    query = torch.full((1, 1, 1, 1), 1e20)
+    locations = torch.tensor([[0.25, 0.5], [0.75, 0.5]]).reshape(1, 1, 1, 1, 2, 2)
+    args = [query, key, value, torch.tensor([[1, 2]]), torch.tensor([0]), locations]
+    ours = to(args, device, requires_grad=True)
+    expected = to(args, "cpu", requires_grad=True)
+    out = key_aware_deform_attn(*ours)
+    assert out.item() == 20.0
+    assert key_aware_deform_attn_reference(*expected).item() == 20.0
+    got = [g.cpu() for g in grads_of(key_aware_deform_attn, ours, torch.ones_like(out))]
+    want = grads_of(key_aware_deform_attn_reference, expected, torch.ones(1, 1, 1))
+    for name, g, w in zip(["query", "key", "value", "locations"], got, want, strict=True):
+        assert torch.isfinite(w).all(), name
+        torch.testing.assert_close(g, w, msg=name)
+
+
 BAD_CALLS = [
     ("value", torch.zeros(2, 26, 3), ValueError, "'value' must have shape"),
     ("value", torch.zeros(2, 26, 3, 4, dtype=torch.int32), TypeError, "'value' must have dtype"),
@@ -489,6 +511,9 @@ def test_direct_calls_check_the_other_inputs():
         torch.ops.detr_efficient.key_aware_deform_attn(kda[0], kda[1].float(), *kda[2:])
     grad = torch.zeros(2, 7, 11, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="grad_output must be"):
+        torch.ops.detr_efficient.ms_deform_attn_backward(grad, *msda)
+    grad = torch.zeros(2, 7, 12, dtype=torch.float32)
+    with pytest.raises(RuntimeError, match="grad_output must have value's dtype"):
         torch.ops.detr_efficient.ms_deform_attn_backward(grad, *msda)
 
 

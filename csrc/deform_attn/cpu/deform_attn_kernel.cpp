@@ -248,7 +248,9 @@ std::tuple<at::Tensor, at::Tensor> kda_forward_cpu(const at::Tensor& query, cons
               total *= shrink;
               running_max = logit;
             }
-            const acc_t e = std::exp(logit - running_max);
+            // A logit of -inf (q . k overflowing) weighs nothing, also before any finite one.
+            const acc_t e = logit == -std::numeric_limits<acc_t>::infinity() ? acc_t(0)
+                                                                              : std::exp(logit - running_max);
             for (int64_t d = 0; d < s.channels; ++d) {
               acc[d] += e * value_sample[d];
             }
@@ -343,8 +345,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> kda_backward_cpu(
                 g_value[row + d] += value_scale * g[d];
                 g_key[row + d] += key_scale * qv[d];
               }
-              const acc_t through_corner =
-                  weight * dot(g.data(), v_ptr + row, s.channels) + d_logit * dot(qv.data(), k_ptr + row, s.channels);
+              // A zero d_logit adds nothing, also where q . k_c overflowed to inf (as in the reference).
+              const acc_t key_term = d_logit == acc_t(0) ? acc_t(0) : d_logit * dot(qv.data(), k_ptr + row, s.channels);
+              const acc_t through_corner = weight * dot(g.data(), v_ptr + row, s.channels) + key_term;
               d_x += corners.dweight_dx[c] * through_corner;
               d_y += corners.dweight_dy[c] * through_corner;
             }

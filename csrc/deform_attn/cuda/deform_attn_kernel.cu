@@ -319,7 +319,8 @@ __global__ void kda_forward_kernel(Layout<acc_t> in, const scalar_t* __restrict_
         total *= shrink;
         running_max = logit;
       }
-      const acc_t e = exp(logit - running_max);
+      // A logit of -inf (q . k overflowing) weighs nothing, also before any finite one.
+      const acc_t e = logit == -INFINITY ? acc_t(0) : exp(logit - running_max);
 #pragma unroll
       for (int k = 0; k < M::kSize; ++k) {
         acc[k] += e * value_sample[k];
@@ -393,7 +394,9 @@ __global__ void kda_backward_kernel(Layout<acc_t> in, const scalar_t* __restrict
         if (corners.token[c] < 0) {
           continue;
         }
-        const acc_t through_corner = weight * g_dot_vc[c] + d_logit * q_dot_kc[c];
+        // A zero d_logit adds nothing, also where q . k_c overflowed to inf (as in the reference).
+        const acc_t key_term = d_logit == acc_t(0) ? acc_t(0) : d_logit * q_dot_kc[c];
+        const acc_t through_corner = weight * g_dot_vc[c] + key_term;
         d_x += corners.dweight_dx[c] * through_corner;
         d_y += corners.dweight_dy[c] * through_corner;
         if (t.active) {
