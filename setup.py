@@ -7,10 +7,13 @@ when torch has CUDA and a CUDA toolkit is found, or when ``FORCE_CUDA=1``. Envir
 - ``TORCH_CUDA_ARCH_LIST``: target GPUs; defaults to ``9.0+PTX`` when no GPU is visible.
 - ``FORCE_CUDA=1`` / ``FORCE_CUDA=0``: force the CUDA kernels on / off.
 - ``MAX_JOBS``: parallel compile jobs (ninja).
+- ``DETR_EFFICIENT_NVCC_FLAGS``: extra nvcc flags, split as a shell would, e.g.
+  ``--resource-usage`` for ptxas's registers and spills per kernel (tools/kernel_resources.py).
 """
 
 import glob
 import os
+import shlex
 import shutil
 import subprocess
 import sysconfig
@@ -107,6 +110,7 @@ def extensions():
         os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_ARCH_LIST
     library_includes = cuda_library_includes()
     nvcc_flags = ["-O3", "-lineinfo"] + library_includes
+    nvcc_flags += shlex.split(os.environ.get("DETR_EFFICIENT_NVCC_FLAGS", ""))
     return [
         CUDAExtension(
             "detr_efficient._C",

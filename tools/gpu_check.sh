@@ -6,7 +6,8 @@
 #
 #   tools/gpu_check.sh [RESULTS_DIR] [STAGE...]   (or GPU_RESULTS=...; default gpu_results/)
 #
-# STAGEs (default: all, in this order; the build always runs first):
+# STAGEs (default: all, in this order; the build always runs first, with ptxas's registers
+# and spills per kernel read by tools/kernel_resources.py -> kernel_resources.json):
 #   ops        the GPU tests of tests/ops and the compute-sanitizer memcheck
 #   bench      tools/benchmark_kernels.py on the GPU
 #   detectors  DINO and the other detectors compared on the GPU (needs the Detectron2 wheel)
@@ -82,7 +83,14 @@ if [ -z "${CUDA_HOME:-}" ] && command -v nvcc > /dev/null; then
   CUDA_HOME=$(cd "$(nvcc -dryrun -E -x cu /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -n1)" && pwd -P)
   export CUDA_HOME
 fi
-step build env FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-16} "$PYTHON" setup.py build_ext --inplace
+step build env FORCE_CUDA=1 MAX_JOBS=${MAX_JOBS:-16} DETR_EFFICIENT_NVCC_FLAGS=--resource-usage \
+  "$PYTHON" setup.py build_ext --inplace
+if grep -q "Compiling entry function" "$RESULTS/build.log"; then
+  step kernel_resources "$PYTHON" tools/kernel_resources.py "$RESULTS/build.log" \
+    --json "$RESULTS/kernel_resources.json"
+else
+  log "SKIP kernel_resources: the build compiled no CUDA source (nothing changed since the last)"
+fi
 if ! "$PYTHON" -c "import pytest, ninja" 2> /dev/null && [ -d "$WHEELS_DIR" ]; then
   step install_wheels "$PYTHON" -m pip install --no-index --find-links "$WHEELS_DIR" pytest ninja
 fi
