@@ -98,6 +98,26 @@ def timed_variants(op, shape, variants, device, repeats, warmup) -> list[Row]:
     return [Row(op, shape, name, ms, ms / timings["ours"]) for name, ms in timings.items()]
 
 
+def check_keep_sets(keep, boxes, scores, threshold) -> None:
+    """Assert that each image's keep mask ``[B, N]`` is torchvision's CPU NMS keep set, the
+    exact one; print on how many images torchvision's CUDA kernel keeps another set (it
+    compares IoU with a float threshold and may fuse multiply-adds, so boxes at the threshold
+    can go either way)."""
+    differs = 0
+    for i in range(len(boxes)):
+        ours = keep[i].nonzero()[:, 0].cpu()
+        expected = torchvision.ops.nms(boxes[i].cpu(), scores[i].cpu(), threshold)
+        assert torch.equal(ours, expected.sort().values), f"image {i}: keep sets differ"
+        if boxes.is_cuda:
+            on_device = torchvision.ops.nms(boxes[i], scores[i], threshold).cpu()
+            differs += not torch.equal(ours, on_device.sort().values)
+    if boxes.is_cuda:
+        print(
+            f"nms B={len(boxes)} N={boxes.shape[1]}: keep sets equal torchvision's CPU NMS; "
+            f"torchvision's CUDA NMS keeps another set on {differs} of {len(boxes)} images"
+        )
+
+
 def bench_nms(device: torch.device, sizes: list[int], batches: list[int], repeats, warmup):
     """Per-image class-agnostic NMS at IoU 0.7: ours (one batched launch) vs torchvision."""
     rows = []
@@ -118,12 +138,7 @@ def bench_nms(device: torch.device, sizes: list[int], batches: list[int], repeat
                         b, s, i, 0.7
                     )
                 )
-                keep = variants["ours"]()
-                for i in range(batch):
-                    expected = torchvision.ops.nms(boxes[i], scores[i], 0.7)
-                    assert torch.equal(keep[i].nonzero()[:, 0], expected.sort().values), (
-                        "keep sets differ"
-                    )
+                check_keep_sets(variants["ours"](), boxes, scores, 0.7)
             rows += timed_variants("nms", f"B={batch} N={n}", variants, device, repeats, warmup)
     return rows
 
