@@ -180,6 +180,21 @@ def test_distinct_sets_shrink_through_the_decoder_and_gate_the_detections(monkey
         assert int((scores > 0).sum()) == int(distinct.sum()) * model.num_classes
 
 
+def test_distinct_queries_are_ranked_in_fp32_under_bf16_autocast(monkeypatch):
+    # bf16 sigmoid rounds every logit above ~7 to 1.0: NMS would then rank by token index.
+    seen = []
+
+    def recording(boxes, scores, valid, iou, k):
+        seen.append((boxes.dtype, scores.dtype))
+        return select_distinct(boxes, scores, valid, iou, k)
+
+    monkeypatch.setattr(ddq_module, "select_distinct", recording)
+    model = _model().eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model(_batch())
+    assert seen == [(torch.float32, torch.float32)]
+
+
 def test_bad_dense_ratio_is_an_error():
     with pytest.raises(ValueError, match="dense_ratio"):
         _model(**{"model.dense_ratio": 0.0})

@@ -268,6 +268,30 @@ def test_rcnn_outputs_only_the_last_stages_distinct_queries(monkeypatch):
         assert len(output["instances"]) <= count * model.num_classes
 
 
+def test_rcnn_pools_fp32_maps_and_exact_boxes_under_bf16_autocast(monkeypatch):
+    # Detectron2's ROIAlign casts the boxes to the maps' dtype: with the bf16 maps of autocast
+    # a 1000-px box edge would be rounded to a multiple of 4 px.
+    model = _rcnn().eval()
+    pool, seen = model.pooler.forward, []
+
+    def spy(maps, boxes):
+        seen.append(({m.dtype for m in maps}, {b.tensor.dtype for b in boxes}))
+        return pool(maps, boxes)
+
+    monkeypatch.setattr(model.pooler, "forward", spy)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        q = model.queries(_batch())
+        assert {m.dtype for m in q.maps} == {torch.bfloat16}  # so the check below can fail
+        model.refine(q)
+    assert seen == [({torch.float32}, {torch.float32})] * len(model.stages)
+    maps = [torch.randn(1, 128, 128 >> i, 128 >> i) for i in range(4)]
+    boxes = torch.tensor([[[101.3, 203.7, 1001.4, 1013.9], [5.2, 7.9, 61.3, 40.1]]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        pooled = model._pool(maps, boxes)
+    assert torch.equal(pooled, model._pool(maps, boxes))
+    assert not torch.allclose(model._pool(maps, boxes.bfloat16().float()), pooled)
+
+
 def _rcnn(**overrides):
     cfg = LazyConfig.load(str(REPO / RCNN))
     cfg = LazyConfig.apply_overrides(cfg, [f"model.{k}={v}" for k, v in overrides.items()])

@@ -93,9 +93,8 @@ class DDQDETR(DINO):
         logits = self.enc_class_head(output_memory)
         coords = self.enc_box_head(output_memory) + proposals  # [B, S, 4] unnormalised
         width = min(self.num_queries, int(logits.shape[1]))
-        index = select_distinct(
-            coords.sigmoid(), logits.amax(-1).sigmoid(), valid, self.distinct_iou, width
-        )
+        scores = logits.detach().float().amax(-1).sigmoid()  # fp32: no ties from half rounding
+        index = select_distinct(coords.sigmoid(), scores, valid, self.distinct_iou, width)
         return self._take(index, logits, coords, mapped)
 
     def select_dense_queries(self, proposed, mapped):

@@ -86,20 +86,27 @@ class DDQRCNN(DDQFCN):
         content, logits = self.compress(q.distinct_content.detach()), q.distinct_logits
         boxes = box_cxcywh_to_xyxy(q.distinct_boxes.detach().float()) * scale
         distinct = q.distinct_valid
-        maps = q.maps[: self.pooler_levels]
+        maps = [m.float() for m in q.maps[: self.pooler_levels]]  # see _pool
         outputs = []
         for stage in self.stages:
             scores = logits.detach().float().sigmoid().amax(-1)
             distinct = suppress_duplicates(
                 box_xyxy_to_cxcywh(boxes), scores, distinct, self.nms_iou
             )
-            rois = self.pooler(maps, [Boxes(b) for b in boxes])  # boxes are detached
+            rois = self._pool(maps, boxes)
             mask = distinct_attn_mask(distinct)
             mask = mask.repeat_interleave(stage.self_attn.num_heads, dim=0)
             content, logits, boxes = stage(content, rois, boxes, mask)
             outputs.append((logits, box_xyxy_to_cxcywh(boxes / scale), distinct))
             boxes = boxes.detach()
         return outputs
+
+    def _pool(self, maps: list[torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
+        """RoIAlign features ``[B*Q, C, R, R]`` of detached pixel boxes ``[B, Q, 4]`` xyxy
+        from fp32 ``maps``, with autocast off: Detectron2's ROIAlign casts the boxes to the
+        maps' dtype, which in fp16/bf16 would move a 1000-px box edge by up to 0.5/4 px."""
+        with torch.autocast(maps[0].device.type, enabled=False):
+            return self.pooler(maps, [Boxes(b) for b in boxes])
 
     def forward(self, batched_inputs: list[dict]):
         q = self.queries(batched_inputs)

@@ -120,7 +120,9 @@ class RefinementStage(nn.Module):
         batch, num, dim = queries.shape
         pooled = roi_features.mean(dim=(2, 3)).view(batch, num, dim)
         queries = self.enhance(torch.cat([queries, pooled.to(queries.dtype)], dim=-1))
-        attended = self.self_attn(queries, queries, queries, attn_mask=attn_mask)[0]
+        attended = self.self_attn(
+            queries, queries, queries, attn_mask=attn_mask, need_weights=False
+        )[0]
         queries = self.norm1(queries + self.dropout(attended))
         rois = roi_features.flatten(2).transpose(1, 2).to(queries.dtype)  # [B*Q, R*R, C]
         interacted = self.interaction(queries.reshape(batch * num, dim), rois)
