@@ -20,9 +20,12 @@
 #              its starting loss). Needs coco128 under GPU_DATA (default gpu_data/: make
 #              gpu-data) and the Detectron2 wheel. TRAIN_WORKERS: data-loading processes (4);
 #              TRAIN_DEVICE (default cuda): cpu for a rehearsal
-# Each step is stopped after STEP_TIMEOUT seconds (default 480). Where GPU_CHECK_ARCHIVE names
-# a .tar.gz file, the results folder is packed into it after every step, so that a run stopped
-# from outside still leaves what it finished (the device tool returns at most 8 files).
+# Each step is stopped after STEP_TIMEOUT seconds (default 480), and every step ends by
+# CALL_BUDGET seconds after the script started (default 570: the device tool stops a command
+# at 600 s); a step with under 20 s left is skipped. Where GPU_CHECK_ARCHIVE names a .tar.gz
+# file, the results folder (weights left out) is packed into it after every step and every
+# 30 s, replaced atomically, so that a run stopped from outside still leaves what it had
+# (the device tool returns at most 8 files).
 #
 # pytest (tests) and ninja (the benchmark's just-in-time classic-kernel baseline): where
 # missing, they are installed from WHEELS_DIR (default wheels/; `make gpu-wheels` makes it
@@ -46,6 +49,7 @@ done
 WHEELS_DIR=${WHEELS_DIR:-$ROOT/wheels}
 PYTHON=${PYTHON:-python3}
 STEP_TIMEOUT=${STEP_TIMEOUT:-480}
+CALL_BUDGET=${CALL_BUDGET:-570}
 GPU_DATA=${GPU_DATA:-$ROOT/gpu_data}
 TRAIN_ITERS=${TRAIN_ITERS:-1000}
 TRAIN_BATCH=${TRAIN_BATCH:-4}
@@ -54,20 +58,33 @@ TRAIN_WORKERS=${TRAIN_WORKERS:-4}
 status=0
 
 wants() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
-archive() {
+archive() {  # RESULTS without weights into GPU_CHECK_ARCHIVE, replaced atomically
   if [ -n "${GPU_CHECK_ARCHIVE:-}" ]; then
-    tar czf "$GPU_CHECK_ARCHIVE" -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")"
+    local partial="$GPU_CHECK_ARCHIVE.$BASHPID.partial"
+    tar czf "$partial" --exclude='*.pth' -C "$(dirname "$RESULTS")" "$(basename "$RESULTS")" \
+      && mv -f "$partial" "$GPU_CHECK_ARCHIVE"
   fi
 }
 log() { printf '[gpu_check] %s\n' "$*" | tee -a "$RESULTS/summary.txt"; }
-step() {  # name, command...: run (at most STEP_TIMEOUT s), log to RESULTS/name.log, record pass/fail
-  local name=$1
+step() {  # name, command...: run (at most STEP_TIMEOUT s, and not past CALL_BUDGET), log to
+  # RESULTS/name.log, record pass/fail
+  local name=$1 left=$((CALL_BUDGET - SECONDS)) rc
   shift
+  if [ "$left" -lt 20 ]; then
+    log "SKIP $name: ${left} s left of CALL_BUDGET"
+    status=1
+    return
+  fi
   local start=$SECONDS
-  if timeout "$STEP_TIMEOUT" "$@" > "$RESULTS/$name.log" 2>&1; then
+  timeout "$((left < STEP_TIMEOUT ? left : STEP_TIMEOUT))" "$@" > "$RESULTS/$name.log" 2>&1
+  rc=$?
+  if [ "$rc" -eq 0 ]; then
     log "PASS $name ($((SECONDS - start)) s)"
+  elif [ "$rc" -eq 124 ]; then
+    log "FAIL $name ($((SECONDS - start)) s): timed out, see $name.log"
+    status=1
   else
-    log "FAIL $name ($((SECONDS - start)) s): see $name.log"
+    log "FAIL $name ($((SECONDS - start)) s): exit $rc, see $name.log"
     status=1
   fi
   archive
@@ -76,8 +93,19 @@ step() {  # name, command...: run (at most STEP_TIMEOUT s), log to RESULTS/name.
 cd "$ROOT"
 : > "$RESULTS/summary.txt"
 log "results in $RESULTS; stages: ${STAGES[*]}"
+if [ -n "${GPU_CHECK_ARCHIVE:-}" ]; then
+  (while sleep 30; do archive; done) &
+  archiver=$!
+  trap 'kill "$archiver" 2> /dev/null' EXIT
+fi
 { nvidia-smi; "$PYTHON" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"; } \
   > "$RESULTS/environment.txt" 2>&1
+# Detectron2 imports OpenCV where present and catches only its absence; an OpenCV that
+# cannot load (e.g. built against another numpy) would stop every detector step.
+if ! "$PYTHON" -c "import cv2" >> "$RESULTS/environment.txt" 2>&1; then
+  export DETECTRON2_DISABLE_CV2=1
+  log "note: OpenCV does not import here (environment.txt); DETECTRON2_DISABLE_CV2=1"
+fi
 
 if [ -z "${CUDA_HOME:-}" ] && command -v nvcc > /dev/null; then
   CUDA_HOME=$(cd "$(nvcc -dryrun -E -x cu /dev/null 2>&1 | sed -n 's/^#\$ TOP=//p' | head -n1)" && pwd -P)
@@ -99,7 +127,15 @@ export DETR_EFFICIENT_EXPECT_CUDA_BUILD=1
 if wants ops; then
   step tests "$PYTHON" -m pytest tests/ops -v -p no:cacheprovider --junitxml="$RESULTS/tests.xml"
   if command -v compute-sanitizer > /dev/null; then
-    step memcheck compute-sanitizer --tool memcheck --error-exitcode 1 "$PYTHON" tools/gpu_smoke.py
+    # Without the caching allocator every tensor is its own allocation, so memcheck sees
+    # each tensor's bounds, not those of the allocator's 2 MiB blocks.
+    before=$status
+    step memcheck env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool memcheck \
+      --error-exitcode 1 "$PYTHON" tools/gpu_smoke.py
+    if grep -q "Device not supported" "$RESULTS/memcheck.log"; then
+      status=$before
+      log "SKIP memcheck: compute-sanitizer does not support this device (see memcheck.log)"
+    fi
   else
     log "SKIP memcheck: compute-sanitizer not found"
   fi
@@ -123,12 +159,13 @@ EOF
 }
 
 train_dino() {  # name, precision, iterations, summary options...: train_net.py on coco128
-  local name=$1 precision=$2 iters=$3 output
+  local name=$1 precision=$2 iters=$3
   shift 3
-  output=$(mktemp -d) # the weights stay out of RESULTS (and its archive)
+  # Written straight into RESULTS, so that a run cut off still leaves its metrics (the
+  # archive leaves the weights out).
   step "$name" env DETR_EFFICIENT_DATA="$GPU_DATA" "$PYTHON" train_net.py \
     --config-file configs/dino/dino_r50_4scale_12ep.py \
-    train.output_dir="$output" train.device="$TRAIN_DEVICE" train.max_iter="$iters" \
+    train.output_dir="$RESULTS/$name" train.device="$TRAIN_DEVICE" train.max_iter="$iters" \
     train.amp.enabled=True train.amp.dtype="$precision" train.eval_period=0 \
     train.checkpointer.period=1000000 train.log_period=10 \
     dataloader.train.dataset.names=coco128_train dataloader.test.dataset.names=coco128_train \
@@ -136,11 +173,8 @@ train_dino() {  # name, precision, iterations, summary options...: train_net.py 
     dataloader.test.num_workers="$TRAIN_WORKERS" \
     "dataloader.train.mapper.min_sizes=[480,512,544,576,608]" dataloader.train.mapper.max_size=1000 \
     dataloader.test.mapper.eval_min_size=608 dataloader.test.mapper.eval_max_size=1000
-  mkdir -p "$RESULTS/$name"
-  cp "$output"/{metrics.json,log.txt,config.yaml} "$RESULTS/$name/" 2> /dev/null
   step "${name}_summary" "$PYTHON" tools/training_summary.py "$RESULTS/$name" \
     --window 10 --json "$RESULTS/$name/summary.json" "$@"
-  rm -rf "$output"
 }
 
 if ! wants detectors && ! wants variants && ! wants train; then
@@ -149,10 +183,18 @@ elif compgen -G "$WHEELS_DIR/pb1_detectron2-*.whl" > /dev/null; then
   # Only what is missing, from WHEELS_DIR alone, without resolving: the image's torch (and
   # numpy etc. where present) stay as they are. Throwaway machine: a system Python that is
   # marked externally managed is installed into all the same.
+  # Where the interpreter's site-packages is read-only, into a folder on PYTHONPATH instead.
+  target=()
+  writable="import os, sys, sysconfig; sys.exit(not os.access(sysconfig.get_paths()['purelib'], os.W_OK))"
+  if ! "$PYTHON" -c "$writable"; then
+    target=(--target /tmp/gpu_check_site)
+    export PYTHONPATH="/tmp/gpu_check_site${PYTHONPATH:+:$PYTHONPATH}"
+  fi
   mapfile -t missing < <(missing_wheels)
   if [ ${#missing[@]} -gt 0 ]; then
     step install_detector_wheels env PIP_BREAK_SYSTEM_PACKAGES=1 "$PYTHON" -m pip install \
-      --disable-pip-version-check --no-index --find-links "$WHEELS_DIR" --no-deps "${missing[@]}"
+      --disable-pip-version-check --no-index --find-links "$WHEELS_DIR" --no-deps "${target[@]}" \
+      "${missing[@]}"
   fi
   step detector_imports "$PYTHON" -c "import detr_efficient, detectron2, torch, torchvision
 from detr_efficient import compat
@@ -197,4 +239,5 @@ else
   log "SKIP detectors, variants and train: no Detectron2 wheel in $WHEELS_DIR (make gpu-wheels)"
 fi
 log "done: status $status"
+archive
 exit $status
