@@ -429,11 +429,15 @@ def main() -> None:
     gpu = device.type == "cuda"
     nms_sizes = args.nms_sizes or ([1000, 5000, 20000, 30000] if gpu else [1000, 5000])
     only = set(args.only or ["nms", "tokens", "attention"])
-    rows = []
+    # The JSON is rewritten after each benchmark, so that a run stopped in the next one
+    # keeps what it measured.
+    path, info, rows = args.output / f"kernels_{device.type}.json", environment(device), []
     if "nms" in only:
         rows += bench_nms(device, nms_sizes, args.nms_batches, args.repeats, args.warmup)
+        write_rows(path, info, rows)
     if "tokens" in only:
         rows += bench_tokens(device, args.tokens, args.ratios, args.repeats, args.warmup)
+        write_rows(path, info, rows)
     if "attention" in only:
         image = args.image or ([800, 1333] if gpu else [400, 667])
         names = args.dtypes or (["float32", "bfloat16"] if gpu else ["float32"])
@@ -443,8 +447,8 @@ def main() -> None:
         rows += bench_attention(
             device, dtypes, image, batch, args.repeats, args.warmup, classic, args.threads_per_block
         )
+        write_rows(path, info, rows)
     print_table(rows)
-    write_rows(args.output / f"kernels_{device.type}.json", environment(device), rows)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@
 #   variants   DINO on the pure-PyTorch attention path and a DETRDistill R101 -> R50
 #              training step against DINO, and DETRDistill's matching benchmark (the same)
 #   train      train_net.py on the GPU: DINO-R50 from random weights on coco128_train for
-#              TRAIN_ITERS (default 1000) iterations at TRAIN_BATCH (4) images, bf16 AMP,
+#              TRAIN_ITERS (default 800) iterations at TRAIN_BATCH (4) images, bf16 AMP,
 #              evaluated on the same images, then 50 fp16 iterations (GradScaler); each
 #              summarised by tools/training_summary.py (the bf16 run must end below 0.7x
 #              its starting loss). Needs coco128 under GPU_DATA (default gpu_data/: make
@@ -51,7 +51,7 @@ PYTHON=${PYTHON:-python3}
 STEP_TIMEOUT=${STEP_TIMEOUT:-480}
 CALL_BUDGET=${CALL_BUDGET:-570}
 GPU_DATA=${GPU_DATA:-$ROOT/gpu_data}
-TRAIN_ITERS=${TRAIN_ITERS:-1000}
+TRAIN_ITERS=${TRAIN_ITERS:-800}  # with the build and the fp16 run, within CALL_BUDGET
 TRAIN_BATCH=${TRAIN_BATCH:-4}
 TRAIN_DEVICE=${TRAIN_DEVICE:-cuda}
 TRAIN_WORKERS=${TRAIN_WORKERS:-4}
