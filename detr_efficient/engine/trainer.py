@@ -97,5 +97,6 @@ class Trainer(TrainerBase):
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         self.optimizer.load_state_dict(state_dict["optimizer"])
-        self.precision.scaler.load_state_dict(state_dict["grad_scaler"])
+        if state_dict["grad_scaler"]:  # empty from a run without loss scaling (fp32, bf16)
+            self.precision.scaler.load_state_dict(state_dict["grad_scaler"])
         self.data_loader.seed = state_dict["data_seed"]

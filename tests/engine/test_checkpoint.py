@@ -108,3 +108,15 @@ def test_seeded_rng_is_reproducible_and_leaves_global_state_alone():
     with seeded_rng(7):
         assert _draws() == first
     assert _draws() == after
+
+
+def test_cuda_rng_states_restore_on_the_gpus_there_are(monkeypatch):
+    # Saved with two GPUs visible, resumed with one: the second state is left, not an error.
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, i: restored.append((s, i)))
+    state = capture_rng_state()
+    first, second = torch.zeros(16, dtype=torch.uint8), torch.ones(16, dtype=torch.uint8)
+    restore_rng_state({**state, "cuda": [first, second]})
+    assert len(restored) == 1 and restored[0][0] is first and restored[0][1] == 0

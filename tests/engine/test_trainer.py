@@ -86,3 +86,18 @@ def test_model_must_return_a_loss_dict():
 
     with pytest.raises(TypeError, match="dict of scalar losses"):
         _train_one_step(Bad(), Precision(False, "bf16", torch.device("cpu")))
+
+
+def test_a_checkpoint_without_loss_scaling_resumes_under_fp16():
+    # A bf16 or fp32 run saves the disabled GradScaler's empty state; an fp16 resume (its
+    # scaler enabled) keeps its fresh scale instead of failing on it. CPU GradScalers stand in.
+    saved, _ = _train_one_step(_Probe(), Precision(True, "bf16", torch.device("cpu")))
+    state = saved.state_dict()
+    assert state["grad_scaler"] == {}
+    resumed, _ = _train_one_step(_Probe(), Precision(True, "bf16", torch.device("cpu")))
+    resumed.precision.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    resumed.load_state_dict(state)
+    assert resumed.precision.scaler.get_scale() == 1024.0
+    scaled = dict(state, grad_scaler=torch.amp.GradScaler("cpu", init_scale=8.0).state_dict())
+    resumed.load_state_dict(scaled)
+    assert resumed.precision.scaler.get_scale() == 8.0
