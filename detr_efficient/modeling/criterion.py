@@ -13,10 +13,31 @@ from detr_efficient.layers.box_ops import box_cxcywh_to_xyxy, paired_generalized
 from .losses import sigmoid_focal_loss
 from .matcher import check_predictions, check_targets
 
-__all__ = ["SetCriterion", "average_num_boxes", "denoising_indices"]
+__all__ = ["SetCriterion", "average_num_boxes", "denoising_indices", "matched_pairs"]
 
 LOSS_NAMES = ("loss_class", "loss_bbox", "loss_giou")
 Indices = list[tuple[torch.Tensor, torch.Tensor]]
+
+
+def matched_pairs(
+    targets: list[dict], indices: Indices, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image ``(query, target)`` ``indices`` → (image, query, target) int64 vectors ``[M]``
+    on ``device``, the target counted into the batch's concatenated targets. One transfer:
+    a copy from host memory waits for the device's queue, so one per image adds up."""
+    if len(indices) != len(targets):
+        raise ValueError(f"{len(indices)} index pairs for {len(targets)} images")
+    if not indices:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty, empty
+    host = indices[0][0].device
+    queries = torch.cat([q.to(host) for q, _ in indices]).long()
+    per_image = torch.tensor([len(q) for q, _ in indices], device=host)
+    image = torch.repeat_interleave(torch.arange(len(indices), device=host), per_image)
+    counts = torch.tensor([len(t["labels"]) for t in targets], device=host)
+    target = torch.cat([t.to(host) for _, t in indices]).long() + (counts.cumsum(0) - counts)[image]
+    image, query, target = torch.stack([image, queries, target]).to(device)
+    return image, query, target
 
 
 def average_num_boxes(targets: list[dict], device: torch.device) -> float:
@@ -99,15 +120,9 @@ class SetCriterion(nn.Module):
         Q]`` marks, when given); L1 and ``1 - GIoU`` on the matched pairs; each summed and
         divided by ``num_boxes``."""
         device = pred_logits.device
-        batch_idx, query_idx, labels, target_boxes = [], [], [], []
-        for i, (target, (query, target_idx)) in enumerate(zip(targets, indices, strict=True)):
-            target_idx = target_idx.to(device)
-            batch_idx.append(torch.full_like(target_idx, i))
-            query_idx.append(query.to(device))
-            labels.append(target["labels"].to(device)[target_idx])
-            target_boxes.append(target["boxes"].to(device)[target_idx])
-        batch_idx, query_idx = torch.cat(batch_idx), torch.cat(query_idx)
-        labels, target_boxes = torch.cat(labels), torch.cat(target_boxes)
+        batch_idx, query_idx, target_idx = matched_pairs(targets, indices, device)
+        labels = torch.cat([t["labels"] for t in targets]).to(device)[target_idx]
+        target_boxes = torch.cat([t["boxes"] for t in targets]).to(device)[target_idx]
         with torch.autocast(device.type, enabled=False):
             logits, boxes = pred_logits.float(), pred_boxes.float()
             onehot = torch.zeros_like(logits)

@@ -8,7 +8,7 @@ import torch
 from torch.testing import assert_close
 
 from detr_efficient.modeling import criterion as criterion_module
-from detr_efficient.modeling.criterion import SetCriterion, denoising_indices
+from detr_efficient.modeling.criterion import SetCriterion, denoising_indices, matched_pairs
 from detr_efficient.modeling.matcher import HungarianMatcher
 
 WEIGHTS = {"loss_class": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0}
@@ -348,3 +348,15 @@ def test_matcher_only_assigns_masked_queries():
     assert target.tolist() == sub_target.tolist()
     with pytest.raises(ValueError, match="query_mask"):
         matcher(stage["pred_logits"], stage["pred_boxes"], targets, mask.float())
+
+
+def test_matched_pairs_by_hand():
+    targets = [{"labels": torch.tensor([3, 1])}, {"labels": torch.tensor([0, 0, 2])}]
+    indices = [(torch.tensor([5, 1]), torch.tensor([1, 0])), (torch.tensor([2]), torch.tensor([2]))]
+    image, query, target = matched_pairs(targets, indices, torch.device("cpu"))
+    assert image.tolist() == [0, 0, 1] and query.tolist() == [5, 1, 2]
+    assert target.tolist() == [1, 0, 2 + 2]  # image 1's target 2 follows image 0's two
+    empty = matched_pairs([{"labels": torch.tensor([1])}], [(torch.tensor([]).long(),) * 2], "cpu")
+    assert all(t.numel() == 0 for t in empty)
+    with pytest.raises(ValueError, match="2 index pairs for 1 images"):
+        matched_pairs(targets[:1], indices, torch.device("cpu"))

@@ -84,12 +84,16 @@ class DenseQueryLoss(nn.Module):
         class_target = torch.zeros_like(pred_logits, dtype=torch.float32)
         pairs = []
         with torch.no_grad():
-            for i, (cost, mask, target) in enumerate(
-                zip(costs, query_mask.cpu(), targets, strict=True)
-            ):
+            assigned = []
+            for cost, mask in zip(costs, query_mask.cpu(), strict=True):
                 rows = mask.nonzero()[:, 0]
                 query, index = top_k_assign(cost[rows], self.top_k)
-                query, index = rows[query].to(pred_logits.device), index.to(pred_logits.device)
+                assigned.append((rows[query], index))
+            # to the device in one copy (each copy from host memory waits for the device)
+            flat = torch.cat([torch.cat([q, t]) for q, t in assigned]).to(pred_logits.device)
+            parts = flat.split([len(q) for q, _ in assigned for _ in range(2)])
+            for i, target in enumerate(targets):
+                query, index = parts[2 * i], parts[2 * i + 1]
                 labels = target["labels"].to(pred_logits.device)[index]
                 gt = box_cxcywh_to_xyxy(target["boxes"].to(pred_boxes.device).float()[index])
                 iou = paired_box_iou(box_cxcywh_to_xyxy(pred_boxes[i, query].float()), gt)
