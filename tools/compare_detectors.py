@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import detr_efficient  # noqa: F401  (first: makes Detectron2 v0.6 work on this stack)
@@ -89,9 +90,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def add_training_steps(rows: list[dict], models: list, args: argparse.Namespace) -> None:
+def add_training_steps(
+    rows: list[dict], models: list, args: argparse.Namespace, progress: Callable[[list], None]
+) -> None:
     """Training s/iter and peak memory of each model, in each of ``args.train_precision``,
-    with one model on the device at a time so that its peak memory is its own."""
+    with one model on the device at a time so that its peak memory is its own; ``progress``
+    gets the rows after each model."""
     for model in models:
         model.to("cpu")
     for row, model in zip(rows, models, strict=True):
@@ -108,9 +112,13 @@ def add_training_steps(rows: list[dict], models: list, args: argparse.Namespace)
             row[f"train_s_per_iter_{precision}"] = stats["seconds_per_iter"]
             row[f"train_peak_memory_mb_{precision}"] = stats["peak_memory_mb"]
         model.to("cpu")
+        progress(rows)
 
 
-def compare(args: argparse.Namespace) -> list[dict]:
+def compare(args: argparse.Namespace, progress: Callable[[list], None]) -> list[dict]:
+    """One row per model: size, GFLOPs, kept tokens, latency and FPS (models interleaved
+    round by round), then training steps; ``progress`` gets the rows once the inference
+    numbers are in and after each model's training steps."""
     inputs = ma.dummy_inputs(1, tuple(args.size), args.device)
     models, rows = [], []
     for label, config, overrides in args.models:
@@ -141,8 +149,15 @@ def compare(args: argparse.Namespace) -> list[dict]:
     for row, samples in zip(rows, times, strict=True):
         row["latency_ms"] = statistics.median(samples) * 1e3
         row["fps"] = 1e3 / row["latency_ms"]
+    add_ratios(rows)
+    progress(rows)
     if args.train_iters:
-        add_training_steps(rows, models, args)
+        add_training_steps(rows, models, args, progress)
+    return rows
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """FPS and GFLOPs of each row relative to the first."""
     base = rows[0]
     for row in rows:
         row["fps_ratio"] = row["fps"] / base["fps"]
@@ -152,7 +167,6 @@ def compare(args: argparse.Namespace) -> list[dict]:
             row["encoder_gflops_ratio"] = (
                 row["encoder_gflops"] / base_encoder if base_encoder else None
             )
-    return rows
 
 
 def format_table(rows: list[dict]) -> str:
@@ -184,15 +198,18 @@ def format_table(rows: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    rows = compare(args)
+
+    def save(rows: list[dict]) -> None:  # as it goes: a run stopped later keeps these rows
+        if args.json:
+            result = {"size": args.size, "device": args.device, "rounds": args.rounds}
+            write_json(args.json, {**result, "rows": rows})
+
+    rows = compare(args, save)
     print(
         f"input 3x{args.size[0]}x{args.size[1]}, device {args.device}, batch 1; "
         "ratios vs the first row"
     )
     print(format_table(rows))
-    if args.json:
-        result = {"size": args.size, "device": args.device, "rounds": args.rounds, "rows": rows}
-        write_json(args.json, result)
     return 0
 
 

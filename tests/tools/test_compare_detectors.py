@@ -78,3 +78,23 @@ def test_a_variant_without_a_config_is_refused(capsys):
     with pytest.raises(SystemExit):
         tool.parse_args(["--variant", "typo", DINO, "model.encoder"])
     assert "needs LABEL CONFIG" in capsys.readouterr().err
+
+
+def test_a_run_stopped_in_training_keeps_the_rows_measured(tmp_path, monkeypatch):
+    tool = load_tool("compare_detectors")
+    measure, calls = tool.ma.measure_training_step, []
+
+    def second_model_fails(model, *args):
+        calls.append(model)
+        if len({id(m) for m in calls}) == 2:
+            raise RuntimeError("stopped")
+        return measure(model, *args)
+
+    monkeypatch.setattr(tool.ma, "measure_training_step", second_model_fails)
+    argv = ["--configs", DINO, FOCUS, "--size", "64", "64", "--rounds", "1", "--iters", "1"]
+    argv += ["--warmup", "0", "--no-flops", "--train-iters", "1", "--train-batch", "1"]
+    with pytest.raises(RuntimeError, match="stopped"):
+        tool.main([*argv, "--json", str(tmp_path / "cmp.json")])
+    dino, focus = json.loads((tmp_path / "cmp.json").read_text())["rows"]
+    assert dino["fps_ratio"] == 1.0 and focus["fps"] > 0
+    assert dino["train_s_per_iter_fp32"] > 0 and "train_s_per_iter_fp32" not in focus
