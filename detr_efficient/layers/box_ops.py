@@ -65,11 +65,17 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> tuple[torch.Tensor, t
 def generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     """Pairwise generalised IoU of xyxy boxes ``[N, 4]`` x ``[M, 4]`` → ``[N, M]`` in [-1, 1].
     Boxes must be well formed (x1 >= x0, y1 >= y0); degenerate ones raise a ValueError."""
-    for name, boxes in (("boxes1", boxes1), ("boxes2", boxes2)):
-        if not bool((boxes[:, 2:] >= boxes[:, :2]).all()):
-            raise ValueError(f"generalized_box_iou: '{name}' holds boxes with x1 < x0 or y1 < y0")
+    _check_well_formed("generalized_box_iou", boxes1, boxes2)
     inter, union, hull = _overlap(boxes1[:, None], boxes2[None, :])
     return inter / union - (hull - union) / hull
+
+
+def _check_well_formed(op: str, boxes1: torch.Tensor, boxes2: torch.Tensor) -> None:
+    """x1 >= x0 and y1 >= y0 in both xyxy ``[..., 4]`` (NaN fails), read back in one sync."""
+    well_formed = torch.stack([(b[..., 2:] >= b[..., :2]).all() for b in (boxes1, boxes2)]).tolist()
+    for name, good in zip(("boxes1", "boxes2"), well_formed, strict=True):
+        if not good:
+            raise ValueError(f"{op}: '{name}' holds boxes with x1 < x0 or y1 < y0")
 
 
 def _overlap(boxes1: torch.Tensor, boxes2: torch.Tensor, with_hull: bool = True) -> tuple:
@@ -105,10 +111,7 @@ def paired_generalized_box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> to
             raise ValueError(
                 f"paired_generalized_box_iou: '{name}' must be [..., 4], got {tuple(boxes.shape)}"
             )
-        if not bool((boxes[..., 2:] >= boxes[..., :2]).all()):
-            raise ValueError(
-                f"paired_generalized_box_iou: '{name}' holds boxes with x1 < x0 or y1 < y0"
-            )
+    _check_well_formed("paired_generalized_box_iou", boxes1, boxes2)
     inter, union, hull = _overlap(boxes1, boxes2)
     return inter / union - (hull - union) / hull
 

@@ -203,17 +203,17 @@ def normalized_targets(
     for x in batched_inputs:
         if "instances" not in x:
             raise ValueError(f"{name}: training inputs need 'instances'")
-        instances = x["instances"].to(device)
-        boxes = box_xyxy_to_cxcywh_normalized(
-            instances.gt_boxes.tensor.float(), instances.image_size
-        )
-        labels = instances.gt_classes
+        labels = x["instances"].gt_classes  # checked where the mapper left it (the CPU)
         if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
             raise ValueError(
                 f"{name}: gt_classes must be in [0, {num_classes}), got "
                 f"{labels.unique().tolist()} (file {x.get('file_name', '?')})"
             )
-        targets.append({"labels": labels, "boxes": boxes})
+        instances = x["instances"].to(device)
+        boxes = box_xyxy_to_cxcywh_normalized(
+            instances.gt_boxes.tensor.float(), instances.image_size
+        )
+        targets.append({"labels": instances.gt_classes, "boxes": boxes})
     return targets
 
 

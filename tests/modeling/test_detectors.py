@@ -212,3 +212,11 @@ def test_reference_configs_have_the_papers_parameter_counts(path, low, high):
     model = instantiate(LazyConfig.load(str(REPO / path)).model)
     count = sum(p.numel() for p in model.parameters())
     assert low <= count <= high
+
+
+def test_targets_with_a_class_out_of_range_name_the_file():
+    model = _model("dino").train()
+    bad = _sample(96, 128, [[10, 10, 50, 60]], [model.num_classes])
+    bad["file_name"] = "bad_image.jpg"
+    with pytest.raises(ValueError, match=r"gt_classes must be in \[0, \d+\).*bad_image.jpg"):
+        model([_batch()[0], bad])

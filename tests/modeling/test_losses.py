@@ -126,3 +126,13 @@ def test_paired_giou_rejects_malformed_boxes():
         paired_generalized_box_iou(good, torch.tensor([[1.0, 0.0, 0.5, 1.0]]))
     with pytest.raises(ValueError, match="boxes1"):
         paired_generalized_box_iou(torch.zeros(1, 3), good)
+
+
+def test_giou_names_the_malformed_or_nan_argument():
+    good = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    for bad in ([[1.0, 0.0, 0.5, 1.0]], [[0.0, float("nan"), 1.0, 1.0]]):
+        with pytest.raises(ValueError, match="'boxes1' holds boxes"):
+            generalized_box_iou(torch.tensor(bad), good)
+        with pytest.raises(ValueError, match="'boxes2' holds boxes"):
+            generalized_box_iou(good, torch.tensor(bad))
+    assert generalized_box_iou(good, good).item() == 1.0
