@@ -74,7 +74,19 @@ build_extension() {
     export CUDA_HOME
   fi
   say "building detr_efficient._C (CUDA_HOME=${CUDA_HOME:-none}, arch ${TORCH_CUDA_ARCH_LIST:-default})"
-  (cd "$ROOT" && MAX_JOBS=${MAX_JOBS:-2} "$VENV/bin/python" setup.py --quiet build_ext --inplace)
+  # ptxas's per-kernel report goes to build/ptxas_resources.log (the kernels of the last build
+  # that compiled CUDA code), which a test checks for spills; the console gets the rest.
+  local report="$ROOT/build/ptxas_resources.log"
+  mkdir -p "$ROOT/build"
+  (cd "$ROOT" && MAX_JOBS=${MAX_JOBS:-2} \
+    DETR_EFFICIENT_NVCC_FLAGS="--resource-usage ${DETR_EFFICIENT_NVCC_FLAGS:-}" \
+    "$VENV/bin/python" setup.py --quiet build_ext --inplace) 2>&1 \
+    | tee "$report.partial" | { grep -v -e "^ptxas info" -e "bytes stack frame" || true; }
+  if grep -q "Compiling entry function" "$report.partial"; then
+    mv "$report.partial" "$report"
+  else
+    rm -f "$report.partial"
+  fi
 }
 
 link_package() {

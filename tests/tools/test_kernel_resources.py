@@ -1,12 +1,13 @@
 """tools/kernel_resources.py: ptxas's report parsed, occupancy against hand-computed cases, and
-exit status 1 on a kernel that spills (one compiled here by nvcc, where nvcc exists)."""
+exit status 1 on a kernel that spills (one compiled here by nvcc, where nvcc exists); and the
+kernels tools/bootstrap.sh built neither spill nor outgrow 512-thread blocks."""
 
 import json
 import shutil
 import subprocess
 
 import pytest
-from conftest import load_tool
+from conftest import REPO, load_tool
 
 tool = load_tool("kernel_resources")
 
@@ -135,3 +136,13 @@ def test_a_real_ptxas_report(tmp_path, capsys):
     # 1024 threads, 2 blocks per SM: at most 32 registers per thread, so the 64 values spill.
     assert heavy.registers <= 32 and heavy.spill_store_bytes > 0
     assert "spills" in capsys.readouterr().err
+
+
+BUILT = REPO / "build" / "ptxas_resources.log"
+
+
+@pytest.mark.skipif(not BUILT.is_file(), reason="tools/bootstrap.sh compiled no CUDA code here")
+def test_the_built_kernels_neither_spill_nor_outgrow_512_thread_blocks(capsys):
+    assert tool.main([str(BUILT)]) == 0, capsys.readouterr().err
+    assert "none spills registers" in capsys.readouterr().out
+
