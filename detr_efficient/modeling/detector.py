@@ -107,7 +107,8 @@ class DeformableDetectorBase(PixelNormalizedDetector):
     @contextmanager
     def tapped(self, group: QueryGroup | None = None) -> Iterator[DecoderTap]:
         """Within the block, forward passes fill the yielded ``DecoderTap`` and decode
-        ``group`` (extra queries) in isolation beside the detector's own queries."""
+        ``group`` (extra queries) in isolation beside the detector's own queries. An eval-mode
+        forward (a distillation teacher's) returns ``[]``: its detections would be unused."""
         if not self.supports_tap:
             raise ValueError(
                 f"{type(self).__name__} does not expose its decoder to distillation "

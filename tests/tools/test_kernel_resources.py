@@ -145,4 +145,3 @@ BUILT = REPO / "build" / "ptxas_resources.log"
 def test_the_built_kernels_neither_spill_nor_outgrow_512_thread_blocks(capsys):
     assert tool.main([str(BUILT)]) == 0, capsys.readouterr().err
     assert "none spills registers" in capsys.readouterr().out
-
