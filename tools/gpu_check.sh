@@ -94,7 +94,7 @@ cd "$ROOT"
 : > "$RESULTS/summary.txt"
 log "results in $RESULTS; stages: ${STAGES[*]}"
 if [ -n "${GPU_CHECK_ARCHIVE:-}" ]; then
-  (while sleep 30; do archive; done) &
+  (while sleep 30; do archive; done) > /dev/null 2>&1 & # holds no pipe of the caller open
   archiver=$!
   trap 'kill "$archiver" 2> /dev/null' EXIT
 fi
