@@ -1,6 +1,8 @@
 """A tiny stand-in detector in a throwaway LazyConfig, and in-process runs of the tools."""
 
 import importlib.util
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -107,3 +109,18 @@ def load_tool(name: str):
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def benchmark_rows(
+    name: str, argv: list[str], output: Path, json_name: str, timeout: float
+) -> list[dict]:
+    """Run ``tools/<name>.py argv --output output`` as a script (it must exit 0 within
+    ``timeout`` s) and return the ``rows`` of the JSON it wrote there as ``json_name``."""
+    done = subprocess.run(
+        [sys.executable, str(REPO / "tools" / f"{name}.py"), *argv, "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads((output / json_name).read_text())["rows"]

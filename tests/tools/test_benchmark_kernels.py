@@ -1,13 +1,9 @@
 """tools/benchmark_kernels.py at small sizes on the CPU: every benchmark writes its rows, and the
 NMS keep-set check compares against torchvision's CPU NMS (and fails on another set)."""
 
-import json
-import subprocess
-import sys
-
 import pytest
 import torch
-from conftest import REPO, load_tool
+from conftest import benchmark_rows, load_tool
 
 from detr_efficient.ops import batched_nms
 
@@ -18,15 +14,7 @@ tool = load_tool("benchmark_kernels")
 def test_every_benchmark_writes_its_rows(tmp_path):
     argv = ["--device", "cpu", "--nms-sizes", "300", "--nms-batches", "2", "--tokens", "600"]
     argv += ["--ratios", "0.3", "--image", "64", "96", "--repeats", "1", "--warmup", "0"]
-    tool_path = REPO / "tools" / "benchmark_kernels.py"
-    done = subprocess.run(
-        [sys.executable, str(tool_path), *argv, "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr
-    rows = json.loads((tmp_path / "kernels_cpu.json").read_text())["rows"]
+    rows = benchmark_rows("benchmark_kernels", argv, tmp_path, "kernels_cpu.json", 600)
     ops = {row["op"] for row in rows}
     assert {"nms", "tokens"} <= ops and any(op.startswith("msda") for op in ops)
     assert all(row["ratio_to_ours"] == 1.0 for row in rows if row["variant"] == "ours")

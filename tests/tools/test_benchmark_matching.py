@@ -2,24 +2,13 @@
 exits otherwise) and the JSON holds a row per variant and shape."""
 
 import itertools
-import json
-import subprocess
-import sys
 
-from conftest import REPO
+from conftest import benchmark_rows
 
 
 def test_the_matching_benchmark_writes_every_variant(tmp_path):
     argv = ["--device", "cpu", "--queries", "30", "--stages", "2", "--repeats", "1"]
-    tool = REPO / "tools" / "benchmark_matching.py"
-    done = subprocess.run(
-        [sys.executable, str(tool), *argv, "--output", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    rows = json.loads((tmp_path / "matching_cpu.json").read_text())["rows"]
+    rows = benchmark_rows("benchmark_matching", argv, tmp_path, "matching_cpu.json", 300)
     shapes = {row["shape"] for row in rows}
     assert shapes == {"B=2 L=2 Q=30 untrained", "B=2 L=2 Q=30 trained"}
     expected = {
