@@ -25,15 +25,18 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from json_output import write_json  # noqa: E402
+
+from detr_efficient.ops.deform_attn import THREADS_PER_BLOCK_CHOICES  # noqa: E402
 
 ENTRY = re.compile(r"ptxas info\s*: Compiling entry function '(\S+)' for '(sm_\d+a?)'")
 FRAME = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
 USED = re.compile(r"ptxas info\s*: Used (\d+) registers(.*)")
 SHARED = re.compile(r"(\d+) bytes smem")
 
-DEFORM_BLOCK_SIZES = (64, 128, 256, 512)
+DEFORM_BLOCK_SIZES = THREADS_PER_BLOCK_CHOICES  # what deform_attn_threads_per_block allows
 REGISTER_UNIT, WARP_GROUP, WARP = 256, 4, 32
 
 
@@ -112,10 +115,15 @@ def demangle(names: list[str]) -> list[str]:
     ]
 
 
+def arch_of(kernel: Kernel) -> Arch | None:
+    """The limits of the kernel's architecture (``sm_90a`` as ``sm_90``); None if unknown."""
+    return ARCHS.get(kernel.arch.rstrip("a"))
+
+
 def resident_warps(kernel: Kernel, block_threads: int | None = None) -> int | None:
     """Warps per SM that fit by registers alone (``block_threads`` None), or that a launch of
     ``block_threads`` keeps resident by every limit; None for an architecture not in ARCHS."""
-    arch = ARCHS.get(kernel.arch.rstrip("a"))
+    arch = arch_of(kernel)
     if arch is None:
         return None
     warp_registers = math.ceil(max(kernel.registers, 1) * WARP / REGISTER_UNIT) * REGISTER_UNIT
@@ -136,8 +144,7 @@ def resident_warps(kernel: Kernel, block_threads: int | None = None) -> int | No
 def occupancy(kernel: Kernel, block_threads: int) -> float | None:
     """Resident warps of a ``block_threads`` launch as a share of the SM's maximum."""
     warps = resident_warps(kernel, block_threads)
-    arch = ARCHS.get(kernel.arch.rstrip("a"))
-    return None if warps is None else warps / arch.max_warps
+    return None if warps is None else warps / arch_of(kernel).max_warps
 
 
 def is_deformable(name: str) -> bool:
