@@ -20,13 +20,14 @@ Indices = list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def matched_pairs(
-    targets: list[dict], indices: Indices, device: torch.device
+    indices: Indices, device: torch.device, target_counts: list[int] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-image ``(query, target)`` ``indices`` → (image, query, target) int64 vectors ``[M]``
-    on ``device``, the target counted into the batch's concatenated targets. One transfer:
-    a copy from host memory waits for the device's queue, so one per image adds up."""
-    if len(indices) != len(targets):
-        raise ValueError(f"{len(indices)} index pairs for {len(targets)} images")
+    on ``device``; with ``target_counts`` (each image's number of targets) the target is
+    counted into the batch's concatenated targets. One transfer: a copy from host memory
+    waits for the device's queue, so one per image adds up."""
+    if target_counts is not None and len(indices) != len(target_counts):
+        raise ValueError(f"{len(indices)} index pairs for {len(target_counts)} images")
     if not indices:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         return empty, empty, empty
@@ -34,8 +35,10 @@ def matched_pairs(
     queries = torch.cat([q.to(host) for q, _ in indices]).long()
     per_image = torch.tensor([len(q) for q, _ in indices], device=host)
     image = torch.repeat_interleave(torch.arange(len(indices), device=host), per_image)
-    counts = torch.tensor([len(t["labels"]) for t in targets], device=host)
-    target = torch.cat([t.to(host) for _, t in indices]).long() + (counts.cumsum(0) - counts)[image]
+    target = torch.cat([t.to(host) for _, t in indices]).long()
+    if target_counts is not None:
+        counts = torch.tensor(target_counts, device=host)
+        target = target + (counts.cumsum(0) - counts)[image]
     image, query, target = torch.stack([image, queries, target]).to(device)
     return image, query, target
 
@@ -120,7 +123,8 @@ class SetCriterion(nn.Module):
         Q]`` marks, when given); L1 and ``1 - GIoU`` on the matched pairs; each summed and
         divided by ``num_boxes``."""
         device = pred_logits.device
-        batch_idx, query_idx, target_idx = matched_pairs(targets, indices, device)
+        counts = [len(t["labels"]) for t in targets]
+        batch_idx, query_idx, target_idx = matched_pairs(indices, device, counts)
         labels = torch.cat([t["labels"] for t in targets]).to(device)[target_idx]
         target_boxes = torch.cat([t["boxes"] for t in targets]).to(device)[target_idx]
         with torch.autocast(device.type, enabled=False):

@@ -353,10 +353,12 @@ def test_matcher_only_assigns_masked_queries():
 def test_matched_pairs_by_hand():
     targets = [{"labels": torch.tensor([3, 1])}, {"labels": torch.tensor([0, 0, 2])}]
     indices = [(torch.tensor([5, 1]), torch.tensor([1, 0])), (torch.tensor([2]), torch.tensor([2]))]
-    image, query, target = matched_pairs(targets, indices, torch.device("cpu"))
+    counts = [len(t["labels"]) for t in targets]
+    image, query, target = matched_pairs(indices, torch.device("cpu"), counts)
     assert image.tolist() == [0, 0, 1] and query.tolist() == [5, 1, 2]
     assert target.tolist() == [1, 0, 2 + 2]  # image 1's target 2 follows image 0's two
-    empty = matched_pairs([{"labels": torch.tensor([1])}], [(torch.tensor([]).long(),) * 2], "cpu")
+    assert matched_pairs(indices, torch.device("cpu"))[2].tolist() == [1, 0, 2]  # per image
+    empty = matched_pairs([(torch.tensor([]).long(),) * 2], torch.device("cpu"), [1])
     assert all(t.numel() == 0 for t in empty)
     with pytest.raises(ValueError, match="2 index pairs for 1 images"):
-        matched_pairs(targets[:1], indices, torch.device("cpu"))
+        matched_pairs(indices, torch.device("cpu"), counts[:1])

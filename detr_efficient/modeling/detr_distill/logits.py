@@ -15,6 +15,7 @@ from detr_efficient.layers.box_ops import (
 )
 
 from ..assignment import assign_all, to_cpu_together
+from ..criterion import matched_pairs
 
 __all__ = ["LogitsDistillation", "distillation_cost", "match_stages", "match_to_teacher"]
 
@@ -167,13 +168,7 @@ class LogitsDistillation(nn.Module):
 
     def _pair_losses(self, logits, boxes, scores, teacher_boxes, indices) -> dict:
         """The weighted losses of the matched (student, teacher) ``indices`` of one stage."""
-        batch = torch.cat([torch.full_like(s, i) for i, (s, _) in enumerate(indices)])
-        student_idx = torch.cat([s for s, _ in indices])
-        teacher_idx = torch.cat([t for _, t in indices])
-        # one host-to-device copy for the three index vectors
-        batch, student_idx, teacher_idx = torch.stack([batch, student_idx, teacher_idx]).to(
-            logits.device
-        )
+        batch, student_idx, teacher_idx = matched_pairs(indices, logits.device)
         pairs = max(int(student_idx.numel()), 1)
         matched_logits = logits[batch, student_idx]
         matched_boxes = boxes[batch, student_idx]
